@@ -1,0 +1,62 @@
+# Millstream developer entry points. `make run` and `make test` work on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+DATA   ?= ./var
+APT_PACKAGES := kcat mosquitto mosquitto-clients tmux nodejs npm
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test test-fast venv deps system-deps js-deps lint generate pyz clean bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Runs the plant role on its embedded defaults, data in ./var/.
+run: venv
+	mkdir -p $(DATA)
+	$(VENV)/bin/millstream run --role plant --data-dir $(DATA)
+
+system-deps:
+	@missing=""; \
+	for c in kcat mosquitto mosquitto_pub tmux node npm; do command -v $$c >/dev/null 2>&1 || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null || \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat mosquitto mosquitto-clients tmux; \
+	fi
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+js-deps: tests/js/package.json
+	cd tests/js && npm install --silent --no-audit --no-fund >/dev/null
+
+deps: system-deps $(VENV)/.test-installed js-deps
+
+# Installs every dependency (apt, pip, npm) and runs the whole test suite.
+test: deps
+	$(VENV)/bin/ruff check appliance tui tests packaging bench
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.test-installed
+	$(PY) -m pytest -q -x -m "not slow"
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check appliance tui tests packaging bench
+
+# Regenerates the Kafka message classes from ../shared/kafka-protocol/message-specs.
+generate: venv
+	$(PY) packaging/gen_kafka_protocol.py
+
+bench: deps
+	$(PY) bench/kafka_produce_consume.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

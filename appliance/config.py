@@ -1,0 +1,284 @@
+"""Settings: a TOML site config, command-line overrides, validated at start-up.
+
+Every section is a frozen dataclass; each field declares how its TOML value is parsed. Unknown
+sections or keys and invalid values raise ConfigError naming the file, the key and the problem,
+so a typo never silently falls back to a default.
+
+Sizes accept integers (bytes) or strings such as "64MiB"; durations accept numbers (seconds)
+or strings such as "250ms", "30s", "7d".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+# --- value parsers: each takes the raw TOML value and returns the typed value or raises ValueError
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(value: Any) -> HostPort:
+    if not isinstance(value, str):
+        raise ValueError(f"expected \"HOST:PORT\", got {value!r}")
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not m:
+        raise ValueError(f"expected \"HOST:PORT\", got {value!r}")
+    host = m.group(1) or m.group(3) or "0.0.0.0"
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0-65535")
+    return HostPort(host, port)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def parse_size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    raise ValueError(f"expected a size such as 1048576 or \"64MiB\", got {value!r}")
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds, as a float."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    raise ValueError(f"expected a duration such as 30 or \"250ms\", \"30s\", \"7d\", got {value!r}")
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if lo is not None and value < lo:
+            raise ValueError(f"must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ValueError(f"must be <= {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def parse_optional_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return parse_str(value)
+
+
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def parse_path(value: Any) -> Path:
+    return Path(parse_str(value)).expanduser()
+
+
+def setting(default: Any, parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
+    """A dataclass field that knows how to parse its TOML value."""
+    meta = {"parse": parse, "doc": doc, "key": key}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _toml_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key") or f.name
+
+
+def build_section(cls: type, table: Mapping[str, Any], source: str, prefix: str) -> Any:
+    """Build one section dataclass from a TOML table, rejecting unknown keys."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(source, prefix, f"expected a table, got {type(table).__name__}")
+    fields = {_toml_key(f): f for f in dataclasses.fields(cls) if "parse" in f.metadata}
+    kwargs: dict[str, Any] = {}
+    for key, raw in table.items():
+        f = fields.get(key)
+        if f is None:
+            known = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(source, f"{prefix}.{key}", f"unknown setting (known in [{prefix}]: {known})")
+        try:
+            kwargs[f.name] = f.metadata["parse"](raw)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise ConfigError(source, f"{prefix}.{key}", str(e)) from None
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # cross-field checks in __post_init__
+        raise ConfigError(source, prefix, str(e)) from None
+
+
+# --- the sections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    role: str = setting("plant", parse_choice("plant", "cloud"), "plant or cloud")
+    id: int = setting(1, parse_int(0, 2**31 - 1), "broker id advertised to Kafka clients")
+    data_dir: Path = setting(Path("./var"), parse_path, "WAL, metadata, certificates")
+    shutdown_grace: float = setting(10.0, parse_duration, "deadline for in-flight requests on SIGTERM")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
+    file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    listen: HostPort = setting(HostPort("0.0.0.0", 9092), parse_host_port)
+    advertised_host: str | None = setting(None, parse_optional_str, "host name given to clients in Metadata")
+    auto_create_topics: bool = setting(True, parse_bool, "create topics on first Metadata/Produce")
+    num_partitions: int = setting(1, parse_int(1, 10_000), "partitions of auto-created topics")
+    message_max_bytes: int = setting(1_048_588, parse_size, "largest record batch accepted")
+    max_request_size: int = setting(100 << 20, parse_size, "largest request frame accepted")
+    fetch_max_wait_cap: float = setting(30.0, parse_duration, "upper bound on a Fetch long poll")
+    group_initial_rebalance_delay: float = setting(0.5, parse_duration, "wait for more members on a new group")
+    group_min_session_timeout: float = setting(6.0, parse_duration)
+    group_max_session_timeout: float = setting(1800.0, parse_duration)
+    connections_max_idle: float = setting(600.0, parse_duration, "close Kafka connections idle this long")
+
+    @property
+    def node_host(self) -> str:
+        return self.advertised_host or ("127.0.0.1" if self.listen.host in ("0.0.0.0", "::", "") else self.listen.host)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    wal_segment_size: int = setting(64 << 20, parse_size, "WAL segment file size")
+    wal_budget: int = setting(8 << 30, parse_size, "disk the WAL may use before producers are pushed back")
+    fsync: bool = setting(True, parse_bool, "fsync before acknowledging (turn off only for throwaway tests)")
+    log_cache_size: int = setting(256 << 20, parse_size, "memory for tail reads")
+    group_commit_bytes: int = setting(4 << 20, parse_size, "flush a group commit once this much is queued")
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port)
+
+
+SECTIONS: dict[str, type] = {
+    "node": NodeSettings,
+    "log": LogSettings,
+    "kafka": KafkaSettings,
+    "storage": StorageSettings,
+    "admin": AdminSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
+    source: str = "<defaults>"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.node.data_dir
+
+
+def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Read the TOML file (if any), apply command-line overrides (raw TOML-like values)."""
+    tables: dict[str, dict[str, Any]] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(source, "-", "file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(source, "-", f"not valid TOML: {e}") from None
+        for name, table in doc.items():
+            if name not in SECTIONS:
+                raise ConfigError(source, name, f"unknown section (known: {', '.join(SECTIONS)})")
+            tables[name] = dict(table) if isinstance(table, Mapping) else table
+    built: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        table = tables.get(name, {})
+        if isinstance(table, Mapping):
+            table = dict(table)
+        if overrides and name in overrides:
+            where = "command line" if source == "<defaults>" else f"{source} or the command line"
+            built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
+        else:
+            built[name] = build_section(cls, table, source, name)
+    return Settings(source=source, **built)
+
+
+def describe(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The effective settings as plain values, for `config check` and the admin API."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in SECTIONS:
+        section = getattr(settings, name)
+        out[name] = {_toml_key(f): _plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (HostPort, Path)):
+        return str(value)
+    return value

@@ -1,0 +1,1 @@
+"""The Kafka wire-protocol broker: codecs, API handlers, groups."""
