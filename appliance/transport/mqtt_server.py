@@ -34,6 +34,8 @@ log = get_logger("mqtt")
 _READ_SIZE = 65536
 _OUTBOX_HIGH_WATER = 1024  # packets queued for the socket before the reader pauses
 _CLOSE_FLUSH_SECONDS = 2.0  # time allowed to write a final CONNACK/DISCONNECT
+_LINGER_SECONDS = 0.5  # after a server-side close, drain the peer's input this long...
+_LINGER_BYTES = 1 << 20  # ...or this much, whichever comes first
 TICK_SECONDS = 0.5
 
 
@@ -105,6 +107,7 @@ class _ConnectionHandler:
         self.ssl_context = ssl_context
         self._wake = trio.Event()
         self._drained = trio.Event()
+        self._peer_eof = False
         self.conn = Connection(broker, self.peer, trio.current_time(), notify=self._notify)
 
     def _notify(self) -> None:
@@ -126,6 +129,8 @@ class _ConnectionHandler:
                     conn.close_reason = conn.close_reason or "peer closed"
                 self._notify()
                 nursery.cancel_scope.deadline = trio.current_time() + _CLOSE_FLUSH_SECONDS
+            if not self._peer_eof:
+                await self._linger()
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError, OSError) as e:
             conn.close_reason = conn.close_reason or f"transport: {type(e).__name__}"
         finally:
@@ -134,6 +139,21 @@ class _ConnectionHandler:
             if conn.client_id:
                 log.info("mqtt_disconnected", peer=self.peer, client_id=conn.client_id,
                          reason=conn.close_reason or "closed")
+
+    async def _linger(self) -> None:
+        """Half-close and drain briefly: closing with unread input would send a RST that can
+        overtake our last DISCONNECT/CONNACK on the client's side."""
+        send_eof = getattr(self.stream, "send_eof", None)
+        if send_eof is None:
+            return
+        with trio.move_on_after(_LINGER_SECONDS):
+            await send_eof()
+            drained = 0
+            while drained < _LINGER_BYTES:
+                data = await self.stream.receive_some(_READ_SIZE)
+                if not data:
+                    break
+                drained += len(data)
 
     async def _reader(self) -> None:
         conn = self.conn
@@ -153,6 +173,7 @@ class _ConnectionHandler:
                 conn.server_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
                 return
             if not data:
+                self._peer_eof = True
                 conn.close_reason = conn.close_reason or "peer closed"
                 return
             stats.bytes_in += len(data)
