@@ -10,7 +10,8 @@ not wait for durability, only the publisher's PUBACK/PUBREC does. If the sink re
 (StorageError), the message is neither retained nor routed.
 
 Persistence across restarts (retained messages, persistent sessions and their queues) goes
-through the `MqttStateStore` protocol in state.py; without one, state lives in memory only.
+through the `MqttStateStore` protocol in state.py (MetaStoreMqttState over the storage
+MetaStore port); without one, state lives in memory only.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Broker:
             present = True
         session.connection = conn
         session.disconnected_at = None
+        self._changed(session)
         return session, present
 
     def detach(self, conn: Connection, now: float, will: Will | None, will_delay: int) -> None:
@@ -139,6 +141,12 @@ class Broker:
                 self.wills[conn.client_id] = (now + delay, msg)
         if session.expiry_interval == 0:
             self._end_session(session)
+        else:
+            self._changed(session)
+
+    def _changed(self, session: SessionState) -> None:
+        if self.state_store is not None and session.expiry_interval > 0:
+            self.state_store.session_changed(session)
 
     def _end_session(self, session: SessionState) -> None:
         for topic_filter in session.subscriptions:
@@ -146,6 +154,8 @@ class Broker:
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            if self.state_store is not None:
+                self.state_store.session_ended(session.client_id)
         self.stats.sessions = len(self.sessions)
 
     def _will_message(self, will: Will, client_id: str, now: float) -> Message:
@@ -240,8 +250,7 @@ class Broker:
             q0, q12 = session.enqueue(out, self.limits.max_queued_messages)
             self.stats.dropped_qos0 += q0
             self.stats.dropped_overflow += q12
-            if self.state_store is not None:
-                self.state_store.session_changed(session)
+            self._changed(session)
         return 1
 
     # --- subscriptions and retained --------------------------------------------------------------
@@ -251,12 +260,14 @@ class Broker:
         is_new = sub.topic_filter not in session.subscriptions
         session.subscriptions[sub.topic_filter] = sub
         self.trie.add(sub.topic_filter, session.client_id, sub)
+        self._changed(session)
         return is_new
 
     def unsubscribe(self, session: SessionState, topic_filter: str) -> bool:
         if session.subscriptions.pop(topic_filter, None) is None:
             return False
         self.trie.remove(topic_filter, session.client_id)
+        self._changed(session)
         return True
 
     def retained_for(self, topic_filter: str, now: float) -> list[Message]:
@@ -283,8 +294,6 @@ class Broker:
             if at is not None and now >= at:
                 self.stats.sessions_expired += 1
                 self._end_session(session)
-                if self.state_store is not None:
-                    self.state_store.session_ended(session.client_id)
         for topic, msg in list(self.retained.items()):
             if msg.expired(now):
                 del self.retained[topic]

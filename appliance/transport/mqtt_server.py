@@ -66,6 +66,8 @@ async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLCo
             while handlers:
                 await trio.sleep(0.05)
         conn_nursery.cancel_scope.cancel()
+    if broker.state_store is not None:
+        await broker.state_store.flush(trio.current_time())
     log.info("mqtt_stopped")
 
 
@@ -74,7 +76,7 @@ async def _tick(broker: Broker) -> None:
         await trio.sleep(TICK_SECONDS)
         broker.tick(trio.current_time())
         if broker.state_store is not None:
-            await broker.state_store.flush()
+            await broker.state_store.flush(trio.current_time())
 
 
 async def _serve_one(broker: Broker, ssl_context: ssl.SSLContext | None, handlers: set[_ConnectionHandler],
