@@ -12,7 +12,7 @@ back; the broker (broker.py) routes messages between sessions.
   the reason code; the adapter then calls `fail()`, which answers as the spec asks and closes.
 
 Output items are `bytes` (write as is) or `DeferredAck` (await `waiter`, then write `ok`; on
-StorageError write `fail` or, when it is None, close): acknowledgements of inbound QoS 1/2 wait
+StorageError write `failed_ack(item)` or, when that is None, close): acknowledgements of inbound QoS 1/2 wait
 until the ingest sink says the message is durable. The outbox is FIFO so acks keep their order.
 """
 
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from appliance.mqtt.broker import Broker
 
 NEVER_EXPIRES = 0xFFFFFFFF
+_ACK_HEAD = {1: b"\x40\x02", 2: b"\x50\x02"}  # PUBACK / PUBREC fixed header with remaining length 2
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,8 @@ class Outgoing:
 class DeferredAck:
     waiter: Awaitable[None]
     ok: bytes
-    fail: bytes | None  # None: the protocol cannot say "failed" (3.1.1), so close instead
     packet_id: int
-    qos: int
+    qos: int  # 1 = PUBACK, 2 = PUBREC, 0 = a repeated PUBREC that holds no receive-maximum slot
 
 
 class SessionState:
@@ -392,8 +392,8 @@ class Connection:
                 raise MqttError("client exceeded the receive maximum", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
         if p.qos == 2 and p.packet_id in session.inbound_qos2:
             # retransmission of a message we already took: acknowledge again, do not route twice
-            self.outbox.append(DeferredAck(_done(), encode(PubRec(p.packet_id), self.version), None,
-                                           p.packet_id, 0))
+            # (deferred, never failing, so it cannot overtake the first PUBREC still awaiting durability)
+            self.outbox.append(DeferredAck(_DONE, _ACK_HEAD[2] + p.packet_id.to_bytes(2, "big"), p.packet_id, 0))
             return
         expiry = props.get(P.MESSAGE_EXPIRY_INTERVAL) if props else None
         msg = Message(topic, p.payload, p.qos, p.retain, props, None if expiry is None else now + expiry,
@@ -404,13 +404,19 @@ class Connection:
             waiter = _failed(e)
         if p.qos == 0:
             return
-        ack_cls = PubAck if p.qos == 1 else PubRec
-        ok = encode(ack_cls(p.packet_id), self.version)
-        fail = encode(ack_cls(p.packet_id, ReasonCode.QUOTA_EXCEEDED), self.version) if self.v5 else None
         if p.qos == 2:
             session.inbound_qos2.add(p.packet_id)
         self.inbound_pending += 1
-        self.outbox.append(DeferredAck(waiter if waiter is not None else _done(), ok, fail, p.packet_id, p.qos))
+        ok = _ACK_HEAD[p.qos] + p.packet_id.to_bytes(2, "big")  # PUBACK/PUBREC, success: same in 3.1.1 and 5.0
+        self.outbox.append(DeferredAck(waiter if waiter is not None else _DONE, ok, p.packet_id, p.qos))
+
+    def failed_ack(self, item: DeferredAck) -> bytes | None:
+        """The acknowledgement to send when the sink could not make a message durable: 0x97 in
+        5.0; None in 3.1.1, which cannot refuse a PUBLISH (the adapter closes the connection)."""
+        if not self.v5:
+            return None
+        ack_cls = PubRec if item.qos == 2 else PubAck
+        return encode(ack_cls(item.packet_id, ReasonCode.QUOTA_EXCEEDED), self.version)
 
     def ack_written(self, item: DeferredAck, durable: bool) -> None:
         """The adapter wrote a deferred acknowledgement (`durable` False: it wrote the failure)."""
@@ -644,10 +650,6 @@ class _Done:
 
 
 _DONE = _Done()
-
-
-def _done() -> Awaitable[None]:
-    return _DONE
 
 
 class _Failed:

@@ -208,11 +208,13 @@ class _ConnectionHandler:
                 while conn.outbox:
                     items = conn.take_output()
                     batch = bytearray()
+                    urgent = False  # batch holds more than acks (deliveries): do not hold it behind an fsync
                     for item in items:
                         if isinstance(item, DeferredAck):
-                            if batch:
+                            if urgent:
                                 await self._send(batch)
                                 batch = bytearray()
+                                urgent = False
                             try:
                                 await item.waiter
                                 batch += item.ok
@@ -221,12 +223,14 @@ class _ConnectionHandler:
                                 conn.ack_written(item, False)
                                 log.warning("mqtt_ingest_refused", peer=self.peer, client_id=conn.client_id,
                                             error=str(e))
-                                if item.fail is None:  # 3.1.1 cannot say "not accepted": drop the link
+                                fail = conn.failed_ack(item)
+                                if fail is None:  # 3.1.1 cannot say "not accepted": drop the link
                                     conn.server_disconnect(ReasonCode.QUOTA_EXCEEDED, "ingest refused")
                                     break
-                                batch += item.fail
+                                batch += fail
                         else:
                             batch += item
+                            urgent = True
                     if batch:
                         await self._send(batch)
                     self._drained.set()
