@@ -139,3 +139,46 @@ async def test_subscriber_gets_what_raw_publisher_sends_with_properties(mqtt_ser
     got = await sub.recv()
     assert got.properties == {**props, PropertyId.SUBSCRIPTION_IDENTIFIER: [9], PropertyId.TOPIC_ALIAS: 1}
     assert mqtt_server.sink.messages[-1].properties == props
+
+
+async def test_slow_qos0_subscriber_is_bounded_and_does_not_stall_the_publisher(mqtt_server, nursery):
+    stuck, _ = await RawClient.connect(mqtt_server.port, "stuck")  # subscribes, then never reads
+    await stuck.send(Subscribe(1, [("flood/#", SubscriptionOptions(0))]))
+    fast, _ = await RawClient.connect(mqtt_server.port, "fast")
+    await fast.send(Subscribe(1, [("flood/#", SubscriptionOptions(0))]))
+    assert await fast.recv() == SubAck(1, [0])
+    fast_got = []
+
+    async def read_fast():
+        while (p := await fast.recv(timeout=30)) is not None:
+            fast_got.append(p)
+
+    nursery.start_soon(read_fast)
+    pub, _ = await RawClient.connect(mqtt_server.port, "pub")
+    payload = b"x" * 16_000
+    count = 0
+    with trio.fail_after(10):
+        while mqtt_server.broker.stats.dropped_qos0 == 0 and count < 5000:  # ~80 MB at most
+            await pub.send(Publish("flood/a", payload, 0))
+            count += 1
+    assert mqtt_server.broker.stats.dropped_qos0 > 0
+    assert len(mqtt_server.broker.sessions["stuck"].connection.outbox) <= 100  # max_queued_messages
+    await pub.send(Publish("ok", b"still served", 1, packet_id=1))
+    assert await pub.recv() == PubAck(1)
+    assert len(fast_got) > 100  # the healthy subscriber kept receiving
+
+
+async def test_qos1_backlog_over_its_bound_disconnects_the_subscriber(mqtt_server):
+    slow, _ = await RawClient.connect(mqtt_server.port, "slow", properties={PropertyId.RECEIVE_MAXIMUM: 1})
+    await slow.send(Subscribe(1, [("work/#", SubscriptionOptions(1))]))
+    assert await slow.recv() == SubAck(1, [1])
+    pub, _ = await RawClient.connect(mqtt_server.port, "pub")
+    for i in range(1, 103):  # 1 in flight + 100 queued, then one more
+        await pub.send(Publish("work/x", b"job", 1, packet_id=i))
+    for i in range(1, 103):
+        assert await pub.recv() == PubAck(i)
+    got = [await slow.recv()]
+    got.append(await slow.recv())
+    assert isinstance(got[0], Publish)
+    assert got[1] == Disconnect(ReasonCode.QUOTA_EXCEEDED)
+    assert mqtt_server.broker.stats.slow_consumer_disconnects == 1
