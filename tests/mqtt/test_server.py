@@ -13,6 +13,7 @@ from appliance.mqtt.codec import (
     MQTT_5,
     MQTT_311,
     ConnAck,
+    Connect,
     Disconnect,
     PingReq,
     PingResp,
@@ -67,8 +68,7 @@ async def test_oversize_packet_rejected_with_0x95(mqtt_server):
 
 async def test_unsupported_protocol_version(mqtt_server):
     stream = await trio.open_tcp_stream("127.0.0.1", mqtt_server.port)
-    data = bytearray(encode(__import__("appliance.mqtt.codec", fromlist=["Connect"]).Connect("x", MQTT_311),
-                            MQTT_311))
+    data = bytearray(encode(Connect("x", MQTT_311), MQTT_311))
     data[8] = 3  # MQTT 3.1 is not supported
     await stream.send_all(bytes(data))
     with trio.fail_after(3):
