@@ -82,6 +82,9 @@ class Broker:
         self.wills: dict[str, tuple[float, Message]] = {}  # client id -> (due, will), delayed wills
         self.stats = MqttStats()
         self.state_store = state_store
+        # what tick() must look at, so it stays cheap with many sessions / retained messages
+        self._offline: set[str] = set()  # persistent sessions whose client is away
+        self._expiring: set[str] = set()  # retained topics whose message has an expiry
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class Broker:
             present = True
         session.connection = conn
         session.disconnected_at = None
+        self._offline.discard(client_id)
         self._changed(session)
         return session, present
 
@@ -142,6 +146,7 @@ class Broker:
         if session.expiry_interval == 0:
             self._end_session(session)
         else:
+            self._offline.add(session.client_id)
             self._changed(session)
 
     def _changed(self, session: SessionState) -> None:
@@ -154,6 +159,7 @@ class Broker:
         session.subscriptions.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
+            self._offline.discard(session.client_id)
             if self.state_store is not None:
                 self.state_store.session_ended(session.client_id)
         self.stats.sessions = len(self.sessions)
@@ -195,11 +201,30 @@ class Broker:
         self.route(msg, now)
         return waiter
 
+    def restore_session(self, session: SessionState) -> None:
+        """Adopt an offline persistent session loaded from the state store (before serving)."""
+        self.sessions[session.client_id] = session
+        self._offline.add(session.client_id)
+        for sub in session.subscriptions.values():
+            self.trie.add(sub.topic_filter, session.client_id, sub)
+        self.stats.sessions = len(self.sessions)
+
+    def restore_retained(self, msg: Message) -> None:
+        self.retained[msg.topic] = msg
+        if msg.expires_at is not None:
+            self._expiring.add(msg.topic)
+        self.stats.retained = len(self.retained)
+
     def _set_retained(self, msg: Message) -> None:
         if msg.payload:
             self.retained[msg.topic] = msg
+            if msg.expires_at is not None:
+                self._expiring.add(msg.topic)
+            else:
+                self._expiring.discard(msg.topic)
         else:
             self.retained.pop(msg.topic, None)
+            self._expiring.discard(msg.topic)
         self.stats.retained = len(self.retained)
         if self.state_store is not None:
             self.state_store.retained_changed(msg.topic, msg if msg.payload else None)
@@ -274,8 +299,7 @@ class Broker:
         out = []
         for topic, msg in list(self.retained.items()):
             if msg.expired(now):
-                del self.retained[topic]
-                continue
+                continue  # tick() removes it
             if topic_matches(topic_filter, topic):
                 out.append(msg)
         self.stats.retained = len(self.retained)
@@ -289,14 +313,18 @@ class Broker:
             if now >= due:
                 del self.wills[cid]
                 self._publish_will(msg, cid, now)
-        for session in list(self.sessions.values()):
+        for cid in list(self._offline):
+            session = self.sessions[cid]
             at = session.expires_at()
             if at is not None and now >= at:
                 self.stats.sessions_expired += 1
                 self._end_session(session)
-        for topic, msg in list(self.retained.items()):
-            if msg.expired(now):
+        for topic in list(self._expiring):
+            if self.retained[topic].expired(now):
                 del self.retained[topic]
+                self._expiring.discard(topic)
+                if self.state_store is not None:
+                    self.state_store.retained_changed(topic, None)
         self.stats.retained = len(self.retained)
 
     def shutdown(self) -> None:

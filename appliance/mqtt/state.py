@@ -105,12 +105,12 @@ class MetaStoreMqttState:
 
     def restore(self, broker: Broker, now: float) -> None:
         wall = self._wall_ms()
-        for topic, rec in self.meta.items(RETAINED_NS).items():
+        for rec in self.meta.items(RETAINED_NS).values():
             if rec is None or rec.get("v") != FORMAT_VERSION:
                 continue
             msg = _msg_in(rec, now, wall)
             if not msg.expired(now):
-                broker.retained[topic] = msg
+                broker.restore_retained(msg)
         for cid, rec in self.meta.items(SESSIONS_NS).items():
             if rec is None or rec.get("v") != FORMAT_VERSION:
                 continue
@@ -121,16 +121,14 @@ class MetaStoreMqttState:
                 self.session_ended(cid)
                 continue
             session.next_packet_id = rec.get("next_pid", 1)
-            broker.sessions[cid] = session
             for f, qos, nl, rap, rh, ident in rec["subs"]:
-                broker.subscribe(session, Subscription(f, SubscriptionOptions(qos, nl, rap, rh), ident))
+                session.subscriptions[f] = Subscription(f, SubscriptionOptions(qos, nl, rap, rh), ident)
             for m, qos, retain, ids in rec["queue"]:
                 session.queue.append(Outgoing(_msg_in(m, now, wall), qos, retain, tuple(ids)))
                 session.queued_qos0 += qos == 0
             for pid, m, qos, retain, ids, released in rec["inflight"]:
                 session.inflight[pid] = Outgoing(_msg_in(m, now, wall), qos, retain, tuple(ids), pid, released)
-        broker.stats.sessions = len(broker.sessions)
-        broker.stats.retained = len(broker.retained)
+            broker.restore_session(session)
 
 
 def _props_out(props: dict[int, Any]) -> dict[str, Any]:

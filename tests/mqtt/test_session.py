@@ -362,3 +362,16 @@ def test_second_connect_and_v5_disconnect_on_violation(broker, clock):
     c.conn.fail(e.value)
     assert c.received() == [Disconnect(ReasonCode.PROTOCOL_ERROR,
                                        {P.REASON_STRING: "second CONNECT on one connection"})]
+
+
+def test_retained_message_expires(broker, clock):
+    pub, _ = client(broker, clock, "pub")
+    pub.send(Publish("cfg/x", b"soon gone", 0, retain=True, properties={P.MESSAGE_EXPIRY_INTERVAL: 5}))
+    pub.send(Publish("cfg/y", b"stays", 0, retain=True))
+    s, _ = client(broker, clock, "s")
+    got = subscribe(s, "cfg/#", 0)[1:]
+    assert sorted(p.topic for p in got) == ["cfg/x", "cfg/y"]
+    broker.tick(clock.advance(6))
+    assert list(broker.retained) == ["cfg/y"]
+    s2, _ = client(broker, clock, "s2")
+    assert [p.topic for p in subscribe(s2, "cfg/#", 0)[1:]] == ["cfg/y"]
