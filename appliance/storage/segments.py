@@ -58,7 +58,7 @@ def pread_exact(fd: int, size: int, pos: int) -> bytes:
     return b"".join(parts)
 
 
-def truncate_file(path: Path, size: int, *, fsync: bool = True) -> None:
+def truncate_file(path: Path, size: int, fsync: bool = False) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
         os.ftruncate(fd, size)

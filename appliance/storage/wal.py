@@ -819,7 +819,7 @@ class WalLogStore:
         self._wake_all()
         if active is not None:  # best effort: cut the abandoned tail (the checkpoint makes it moot)
             try:
-                await trio.to_thread.run_sync(truncate_file, active.path, active.size, fsync=False)
+                await trio.to_thread.run_sync(truncate_file, active.path, active.size)
             except OSError:
                 pass
 
