@@ -21,7 +21,8 @@ can exceed it by up to one group). A segment other than the active one is delete
 every batch in it is dead: its stream was deleted or its offsets are below the log start.
 `delete_stream`/`delete_records` therefore free space only when whole segments die; if the
 active segment holds only dead data the WAL rolls so it can go. When the WAL (segments plus
-queued bytes) would exceed `wal_budget`, `append` raises StorageFullError (back-pressure).
+queued bytes) would exceed `wal_budget`, or more than max(64 MiB, 4 x group_commit_bytes) wait
+for the disk, `append` raises StorageFullError (back-pressure, retriable for clients).
 
 Recovery (`WalLogStore.open`): replay segments oldest first, verify every CRC, truncate a
 torn/garbled tail at the last intact record (logged with counts), rebuild streams, indexes and
@@ -71,6 +72,7 @@ _MAX_TS = struct.Struct(">q")
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 THREAD_READ_BYTES = 64 << 10  # file reads bigger than this go to a worker thread
 RETRY_DELAY = 0.1  # seconds the flusher pauses after a failed write
+QUEUE_LIMIT_BYTES = 64 << 20  # queued (not yet written) bytes beyond which appends are refused
 
 
 class _Stream:
@@ -205,6 +207,8 @@ class WalLogStore:
         self._budget = settings.wal_budget
         self._cache_limit = settings.log_cache_size
         self._group_cap = max(1, settings.group_commit_bytes)
+        # Memory bound while the disk is slow: Kafka clients retry a KAFKA_STORAGE_ERROR.
+        self._queue_limit = max(QUEUE_LIMIT_BYTES, 4 * self._group_cap)
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
         self._segments: dict[int, _Segment] = {}
@@ -316,7 +320,8 @@ class WalLogStore:
                 del streams[sid]
         elif t == fmt.REC_CREATE:
             info = fmt.unpack_payload(rec.payload)
-            streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
+            if rec.stream_id not in streams:
+                streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
             self._next_stream_id = max(self._next_stream_id, rec.stream_id + 1)
         elif t == fmt.REC_DELETE:
             streams.pop(rec.stream_id, None)
@@ -433,6 +438,8 @@ class WalLogStore:
             raise StorageFullError(
                 f"WAL budget of {self._budget} bytes is spent ({self._wal_bytes} on disk, {self._queued_bytes} queued)"
             )
+        if self._queued_bytes > self._queue_limit:
+            raise StorageFullError(f"WAL write queue is full ({self._queued_bytes} bytes waiting for the disk)")
         if self._closing:
             raise StorageError("storage is closed")
         h = _BATCH_HEADER.unpack_from(batch, 0)
