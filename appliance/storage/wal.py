@@ -231,6 +231,7 @@ class WalLogStore:
         self._closing = False
         self._closed = False
         self._flusher_running = False
+        self._warming = False
         # counters for status()
         self.fsyncs = 0
         self.flushes = 0
@@ -252,8 +253,16 @@ class WalLogStore:
         found = list_segments(self._dir)
         streams = self._streams
         replayed = truncated = 0
+        # The newest segments that fit in the log cache warm it, for consumers at the tail.
+        warm_from, tail = len(found), 0
+        for k in range(len(found) - 1, -1, -1):
+            tail += found[k][1].stat().st_size
+            if tail > self._cache_limit:
+                break
+            warm_from = k
         for k, (number, path) in enumerate(found):
             self._next_segment = number + 1
+            self._warming = k >= warm_from
             data = path.read_bytes()
             seg = _Segment(number, path)
             result = fmt.ScanResult()
@@ -273,10 +282,12 @@ class WalLogStore:
                 continue
             self._segments[number] = seg
             self._wal_bytes += seg.size
+        self._warming = False
         for s in streams.values():
             s.drop_index_before(s.log_start)
             s.hw = s.log_end
             s.producers.evict_before(s.log_start)
+        self._rebuild_cache_fifo()
         log.info(
             "wal_recovered", segments=len(self._segments), records=replayed, truncated_segments=truncated,
             streams=len(streams), wal_bytes=self._wal_bytes,
@@ -301,6 +312,10 @@ class WalLogStore:
                 s.producers.replay(h[9], h[10], h[11], h[6], rec.base, h[8])
             s.log_end = rec.last + 1
             seg.streams[s.id] = rec.last
+            if self._warming:
+                data = bytes(payload)
+                s.cache[rec.base] = data
+                self._cache_fifo.append((s, rec.base, len(data)))
         elif t == fmt.REC_CHECKPOINT:
             ckpt = fmt.unpack_payload(rec.payload)
             self._next_stream_id = max(self._next_stream_id, ckpt["next_stream_id"])
@@ -317,14 +332,16 @@ class WalLogStore:
                     s.producers.truncate(log_end)
                 s.log_end = log_end
             for sid in [sid for sid in streams if sid not in listed]:
-                del streams[sid]
+                streams.pop(sid).cache.clear()
         elif t == fmt.REC_CREATE:
             info = fmt.unpack_payload(rec.payload)
             if rec.stream_id not in streams:
                 streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
             self._next_stream_id = max(self._next_stream_id, rec.stream_id + 1)
         elif t == fmt.REC_DELETE:
-            streams.pop(rec.stream_id, None)
+            gone = streams.pop(rec.stream_id, None)
+            if gone is not None:
+                gone.cache.clear()
         elif t == fmt.REC_LOG_START:
             s = streams.get(rec.stream_id)
             if s is not None and rec.base > s.log_start:
@@ -791,10 +808,16 @@ class WalLogStore:
             self._collect()
 
     def _rebuild_cache_fifo(self) -> None:
-        """Drop cache bookkeeping of deleted/trimmed batches (rare: after deletes)."""
+        """Drop cache bookkeeping of deleted/trimmed batches (rare: after deletes), then evict
+        down to the limit."""
         fifo = deque(e for e in self._cache_fifo if not e[0].deleted and e[1] in e[0].cache)
+        cache_bytes = sum(e[2] for e in fifo)
+        while cache_bytes > self._cache_limit and fifo:
+            s, base, size = fifo.popleft()
+            if s.cache.pop(base, None) is not None:
+                cache_bytes -= size
         self._cache_fifo = fifo
-        self._cache_bytes = sum(e[2] for e in fifo)
+        self._cache_bytes = cache_bytes
 
     async def _fail(self, groups: list[_Group], exc: OSError) -> None:
         full = exc.errno in _FULL_ERRNOS

@@ -350,6 +350,10 @@ async def test_reads_beyond_the_cache_come_from_segment_files(tmp_path):
         read = await logs.read(sid, 0, 1 << 30)  # > 64 KiB: through a worker thread
         assert read.batches == sent
         assert (await logs.read(sid, 9, 1)).batches == [sent[1]]
+    for cache in (0, 20_000, 1 << 20):  # after a restart: cold, partly warmed, fully warmed cache
+        async with running(tmp_path, log_cache_size=cache) as st:
+            assert (await st.logs.read(sid, 0, 1 << 30)).batches == sent
+            assert (await st.logs.read(sid, 8 * 59, 1)).batches == [sent[-1]]
 
 
 async def test_appends_queued_behind_a_failing_fsync_fail_too(tmp_path, monkeypatch):
