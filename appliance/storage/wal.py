@@ -359,25 +359,35 @@ class WalLogStore:
         payload = fmt.pack_payload({"next_stream_id": self._next_stream_id, "streams": streams})
         return fmt.encode_record(fmt.REC_CHECKPOINT, 0, 0, 0, payload)
 
-    def _open_segment_sync(self, first: bytes) -> tuple[int, _Segment]:
-        """Create the next segment file holding `first`, durably (blocking)."""
+    def _create_segment_sync(self) -> tuple[int, _Segment]:
+        """Create the next (empty) segment file (blocking; not yet durable)."""
         number = self._next_segment
         self._next_segment += 1
         path = self._dir / segment_name(number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return fd, _Segment(number, path, 0)
+
+    @staticmethod
+    def _discard_segment(fd: int, seg: _Segment) -> None:
+        os.close(fd)
+        try:
+            seg.path.unlink()
+        except OSError:
+            pass
+
+    def _open_segment_sync(self, first: bytes) -> tuple[int, _Segment]:
+        """Create the next segment file holding `first`, durably (blocking)."""
+        fd, seg = self._create_segment_sync()
         try:
             pwrite_all(fd, first, 0)
             if self._fsync:
                 os.fsync(fd)
                 fsync_dir(self._dir)
         except BaseException:
-            os.close(fd)
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            self._discard_segment(fd, seg)
             raise
-        return fd, _Segment(number, path, len(first))
+        seg.size = len(first)
+        return fd, seg
 
     def _install_segment(self, fd: int, seg: _Segment) -> None:
         if self._wfd >= 0:
@@ -699,9 +709,10 @@ class WalLogStore:
         do_fsync = self._fsync
 
         def write() -> tuple[int, _Segment | None, list[int], int]:
-            new_fd, new_seg = (self._open_segment_sync(checkpoint) if roll else (fd, None))
-            pos = new_seg.size if new_seg is not None else start
-            parts: list[bytes] = []
+            # A new segment gets its checkpoint and the group in the same write and fsync.
+            new_fd, new_seg = self._create_segment_sync() if roll else (fd, None)
+            parts: list[bytes] = [checkpoint] if roll else []
+            pos = start + len(checkpoint)
             positions: list[int] = []
             encode = fmt.encode_header
             hsize = fmt.HEADER_SIZE
@@ -713,17 +724,14 @@ class WalLogStore:
                 pos += len(payload)
             buf = b"".join(parts)
             try:
-                if buf:
-                    pwrite_all(new_fd, buf, pos - len(buf))
-                    if do_fsync:
-                        os.fsync(new_fd)
+                pwrite_all(new_fd, buf, start)
+                if do_fsync:
+                    os.fsync(new_fd)
+                    if new_seg is not None:
+                        fsync_dir(self._dir)
             except BaseException:
                 if new_seg is not None:  # nothing in it was acknowledged: drop it
-                    os.close(new_fd)
-                    try:
-                        new_seg.path.unlink()
-                    except OSError:
-                        pass
+                    self._discard_segment(new_fd, new_seg)
                 raise
             return new_fd, new_seg, positions, len(buf)
 
@@ -743,8 +751,6 @@ class WalLogStore:
         if new_seg is not None:
             old = self._active
             self._install_segment(new_fd, new_seg)
-            if self._fsync:
-                self.fsyncs += 1  # the new segment's checkpoint (+ directory) fsync
             log.info("wal_segment_rolled", segment=new_seg.path.name, previous=old.path.name if old else None)
         seg = self._active
         assert seg is not None
