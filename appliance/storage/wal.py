@@ -737,7 +737,10 @@ class WalLogStore:
 
         with trio.CancelScope(shield=True):
             try:
-                new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
+                if do_fsync:
+                    new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
+                else:  # page-cache writes only (tests): not worth a thread hop
+                    new_fd, new_seg, positions, written = write()
             except OSError as e:
                 await self._fail(groups, e)
                 return False
