@@ -150,7 +150,7 @@ def identity_from_cert(cert: x509.Certificate) -> Identity:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        raise PkiError("certificate has no subjectAltName, so no Millstream identity") from None
+        raise PkiError("certificate has no subjectAltName (no urn:millstream:zone:<zone>:id:<id>)") from None
     for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
         m = re.fullmatch(r"urn:millstream:zone:([^:]+):id:([^:]+)", uri)
         if m and NAME_RE.fullmatch(m.group(1)) and NAME_RE.fullmatch(m.group(2)):
