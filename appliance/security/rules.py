@@ -123,14 +123,15 @@ class Conduit:
     description: str = ""
     line: int | None = None
 
-    @property
-    def effective_ops(self) -> frozenset[str]:
+    effective_ops: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
         ops = set(self.allow)
         if ops & _IMPLIES_DESCRIBE:
             ops.add("describe")
         if "consume" in ops and self.groups:
             ops.update(GROUP_OPS)
-        return frozenset(ops)
+        object.__setattr__(self, "effective_ops", frozenset(ops))
 
 
 @dataclass(frozen=True)
@@ -264,14 +265,14 @@ def _evaluate(rules: Rules, identity: Identity | None, zone: str | None, listene
     if op not in OPS:
         raise ValueError(f"unknown operation {op!r} (known: {', '.join(OPS)})")
     zone = zone if zone is not None else (identity.zone if identity else None)
-    who = f"{zone}/{identity.id}" if identity else f"{zone}/(anonymous)"
     if zone is None:
         return Decision(False, None, "the client has no zone (no certificate and no listener zone)")
     kind = _resource_kind(op)
-    res_text = "the cluster" if kind == "cluster" else repr(resource)
     problem = _resource_problem(op, resource)
     if problem:
         return Decision(False, None, problem)
+    who = f"{zone}/{identity.id}" if identity else f"{zone}/(anonymous)"
+    res_text = "the cluster" if kind == "cluster" else repr(resource)
 
     for d in rules.denies:
         if op not in d.ops:
@@ -663,16 +664,26 @@ class DenialAudit:
 
 
 class Authorizer:
-    """The adapters' entry point: current rules (swapped atomically on reload) + the denial audit."""
+    """The adapters' entry point: current rules (swapped atomically on reload), a bounded cache of
+    decisions (a device publishes the same few topics over and over: ~20 us per decide, well under
+    1 us per cache hit), and the denial audit."""
 
-    def __init__(self, rules: Rules, audit: DenialAudit | None = None) -> None:
+    def __init__(self, rules: Rules, audit: DenialAudit | None = None, cache_size: int = 8192) -> None:
         self.rules = rules
         self.audit = audit or DenialAudit()
         self.allowed = 0
+        self._cache: dict[tuple[Any, ...], Decision] = {}
+        self._cache_size = cache_size
 
     def check(self, now: float, identity: Identity | None, zone: str | None, listener: str, op: str,
               resource: str) -> Decision:
-        d = decide(self.rules, identity, zone, listener, op, resource)
+        key = (identity, zone, listener, op, resource)
+        d = self._cache.get(key)
+        if d is None:
+            d = decide(self.rules, identity, zone, listener, op, resource)
+            if len(self._cache) >= self._cache_size:
+                del self._cache[next(iter(self._cache))]  # oldest first
+            self._cache[key] = d
         if d.allowed:
             self.allowed += 1
         else:
@@ -682,3 +693,4 @@ class Authorizer:
     def replace(self, rules: Rules) -> None:
         """Install newly parsed rules; callers parse first, so an invalid file never gets here."""
         self.rules = rules
+        self._cache = {}

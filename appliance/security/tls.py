@@ -154,6 +154,28 @@ def peer_identity(conn: _HasPeerCert) -> Identity | None:
     return identity_from_der(der)
 
 
+def refusal_alert(stream: object) -> bytes:
+    """The TLS alert OpenSSL wrote for a failed handshake, still unsent.
+
+    trio.SSLStream marks itself broken on a handshake error without flushing that alert, so the
+    client would see a bare disconnect instead of "certificate revoked" / "unknown ca". Send these
+    bytes on `stream.transport_stream` (bounded by a short timeout) before closing. Best effort:
+    it reads trio's outgoing memory BIO and returns b"" if that is not available.
+
+        try:
+            await ssl_stream.do_handshake()
+        except trio.BrokenResourceError as e:
+            reason = refusal_reason(e)
+            with trio.move_on_after(1):
+                await ssl_stream.transport_stream.send_all(refusal_alert(ssl_stream))
+            log.info("handshake_refused", listener=name, peer=peer, reason=reason)
+    """
+    bio = getattr(stream, "_outgoing", None)
+    if isinstance(bio, ssl.MemoryBIO):
+        return bio.read()
+    return b""
+
+
 # OpenSSL X509_V_ERR_* codes -> our reasons.
 _VERIFY_REASONS = {
     2: "unknown_ca", 18: "unknown_ca", 19: "unknown_ca", 20: "unknown_ca", 21: "unknown_ca",

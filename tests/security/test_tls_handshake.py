@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import ssl
+import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from appliance.security.tls import (
     ServerContextSource,
     client_context,
     peer_identity,
+    refusal_alert,
     refusal_reason,
 )
 
@@ -45,6 +47,10 @@ async def attempt(src: ServerContextSource, client_ctx: ssl.SSLContext) -> dict:
             await s.send_all(b"welcome")
         except trio.BrokenResourceError as e:
             out["reason"] = refusal_reason(e)
+            alert = refusal_alert(s)
+            if alert:
+                with trio.move_on_after(1):
+                    await tcp.send_all(alert)
         finally:
             await tcp.aclose()
 
@@ -93,6 +99,7 @@ async def test_certificate_from_a_foreign_ca_is_refused(pki, server_cert, tmp_pa
     client = client_context(pki.ca_cert_path, stranger.cert_path, stranger.key_path)
     out = await attempt(source(pki, server_cert), client)
     assert out["reason"] == "unknown_ca"
+    assert out["client_error"] == "peer_refused:unknown_ca"
     assert "client_got" not in out
 
 
@@ -117,6 +124,7 @@ async def test_revocation_applies_to_the_next_handshake_without_rebuilding(pki, 
     pki.revoke(dev.record.serial, reason="key_compromise")
     second = await attempt(src, ctx_for(pki, dev))
     assert second["reason"] == "revoked"
+    assert second["client_error"] == "peer_refused:certificate_revoked"  # TLS 1.3: on the first read
     assert src.reloads == 1
     still_fine = await attempt(src, ctx_for(pki, other))
     assert still_fine["identity"].id == "press-8"
@@ -200,3 +208,29 @@ async def test_openssl_s_client_interop(pki, server_cert, tmp_path: Path):
     assert b"echo:hello from openssl" in proc.stdout
     assert seen["identity"] == Identity("plant-apps", "mes-1", dev.record.serial)
     assert seen["version"] in ("TLSv1.2", "TLSv1.3")
+
+
+async def test_tls12_client_gets_the_same_checks(pki, server_cert):
+    """TLS 1.2 verifies the client inside the handshake (1.3 after it): both must refuse."""
+    dev = pki.issue("cell-line3", "press-7")
+    src = source(pki, server_cert)
+    c12 = ctx_for(pki, dev)
+    c12.maximum_version = ssl.TLSVersion.TLSv1_2
+    ok = await attempt(src, c12)
+    assert ok["identity"].id == "press-7" and ok["client_got"] == b"welcome"
+    pki.revoke(id="press-7")
+    out = await attempt(src, c12)
+    assert out["reason"] == "revoked"
+    assert out["client_error"] == "peer_refused:certificate_revoked"  # the alert the client receives
+
+
+async def test_tls11_client_is_refused(pki, server_cert):
+    dev = pki.issue("cell-line3", "press-7")
+    old = ctx_for(pki, dev)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # that is the point of the test
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("ALL:@SECLEVEL=0")
+    out = await attempt(source(pki, server_cert), old)
+    assert out["reason"] == "protocol_version"
