@@ -33,7 +33,7 @@ import re
 import sys
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,10 @@ class Pattern:
                     return None
                 out = out.replace("{" + key + "}", val)
         return out
+
+    def spec(self) -> str | dict[str, str]:
+        """As written in the rules file (for JSON)."""
+        return {"prefix": self.text} if self.kind == "prefix" else ("*" if self.kind == "any" else self.text)
 
     def __str__(self) -> str:
         if self.kind == "prefix":
@@ -172,6 +176,24 @@ class Rules:
     @staticmethod
     def empty() -> Rules:
         return Rules.build({}, (), (), "<no rules>")
+
+    def summary(self) -> dict[str, Any]:
+        """Plain values for the admin API and the TUI."""
+        def lim(x: Limits) -> dict[str, Any]:
+            return {k: v for k, v in asdict(x).items() if v is not None}
+
+        return {
+            "source": self.source,
+            "zones": [{"name": z.name, "sl_target": z.sl_target, "description": z.description}
+                      for z in self.zones.values()],
+            "conduits": [{"name": c.name, "from": list(c.from_zones), "to": list(c.to), "allow": list(c.allow),
+                          "ids": [p.spec() for p in c.ids], "topics": [p.spec() for p in c.topics],
+                          "groups": [p.spec() for p in c.groups], "limits": lim(c.limits)} for c in self.conduits],
+            "denies": [{"name": d.name, "from": list(d.from_zones), "to": list(d.to), "ops": list(d.ops),
+                        "ids": [p.spec() for p in d.ids],
+                        "topics": None if d.topics is None else [p.spec() for p in d.topics],
+                        "groups": None if d.groups is None else [p.spec() for p in d.groups]} for d in self.denies],
+        }
 
 
 @dataclass(frozen=True)
@@ -662,6 +684,13 @@ class DenialAudit:
         items = list(self._ring)
         return items[-limit:] if limit else items
 
+    def snapshot(self, limit: int | None = 100) -> dict[str, Any]:
+        """Counters and recent denials as plain values, for the admin API."""
+        return {"total": self.total, "dropped": self.dropped, "capacity": self.capacity,
+                "by_op": dict(self.by_op), "by_listener": dict(self.by_listener),
+                "by_zone": dict(self.by_zone), "by_rule": dict(self.by_rule),
+                "recent": [asdict(d) for d in self.recent(limit)]}
+
 
 class Authorizer:
     """The adapters' entry point: current rules (swapped atomically on reload), a bounded cache of
@@ -694,3 +723,10 @@ class Authorizer:
         """Install newly parsed rules; callers parse first, so an invalid file never gets here."""
         self.rules = rules
         self._cache = {}
+
+    def reload(self, path: str | Path, known_listeners: Iterable[str] | None = None) -> Rules:
+        """Parse `path` and install it (SIGHUP, admin API). On RulesError the old rules stay in force
+        and the error propagates for the caller to log and report. Connections are not touched."""
+        rules = load_rules(path, known_listeners)
+        self.replace(rules)
+        return rules

@@ -422,3 +422,31 @@ def test_bad_zone_and_deny():
 def test_load_rules_missing_file(tmp_path):
     with pytest.raises(RulesError, match="No such file"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_reload_keeps_old_rules_when_the_new_file_is_invalid(tmp_path, rules):
+    f = tmp_path / "rules.toml"
+    f.write_text(RULES)
+    auth = Authorizer(parse_rules("", "empty"))
+    auth.reload(f)
+    assert auth.check(0, MES, None, "kafka-plant", "consume", "alerts").allowed
+    f.write_text(RULES.replace('allow = ["consume"]', 'allow = ["consum"]'))
+    with pytest.raises(RulesError, match="unknown operation 'consum'"):
+        auth.reload(f)
+    assert auth.check(0, MES, None, "kafka-plant", "consume", "alerts").allowed
+    assert auth.rules.source == str(f)
+
+
+def test_summary_and_snapshot_are_plain_json(rules):
+    import json
+
+    summary = json.loads(json.dumps(rules.summary()))
+    c = next(x for x in summary["conduits"] if x["name"] == "cell-telemetry")
+    assert c["limits"] == {"max_qos": 1, "msgs_per_s": 500.0, "max_payload": 65536}
+    assert c["topics"] == ["uns/acme/plant1/line3/{id}/#", "zones/{zone}/{id}"]
+    assert next(x for x in summary["conduits"] if x["name"] == "apps-consume")["groups"] == [{"prefix": "{id}-"}]
+    assert next(x for x in summary["denies"] if x["name"] == "quarantine")["topics"] is None
+    auth = Authorizer(rules)
+    auth.check(3.0, BI, None, "kafka-it", "produce", "t")
+    snap = json.loads(json.dumps(auth.audit.snapshot()))
+    assert snap["total"] == 1 and snap["recent"][0]["identity"] == "it/bi" and snap["by_op"] == {"produce": 1}
