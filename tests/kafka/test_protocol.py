@@ -267,3 +267,17 @@ def test_decode_and_decode_response_wrap_errors():
         codec.decode(m.FetchResponse, 16, body)
     # The same tag is unknown (and skipped) at v12.
     assert codec.decode(m.FetchResponse, 12, body) == m.FetchResponse()
+
+
+def test_error_codes_match_kafka_and_the_error_families():
+    from appliance import errors
+    from appliance.kafka.error_codes import ErrorCode
+
+    assert ErrorCode.NONE == 0 and ErrorCode.UNSUPPORTED_VERSION == 35 and ErrorCode.INVALID_REQUEST == 42
+    assert ErrorCode(6).name == "NOT_LEADER_OR_FOLLOWER" and ErrorCode(120).name == "TRANSACTION_ABORTABLE"
+    assert sorted(ErrorCode) == list(range(-1, 121))  # dense: no gaps, no duplicates
+    assert UnsupportedVersionError.kafka_code == ErrorCode.UNSUPPORTED_VERSION
+    assert MalformedRequestError.kafka_code == ErrorCode.INVALID_REQUEST
+    assert errors.StorageError.kafka_code == ErrorCode.KAFKA_STORAGE_ERROR
+    assert errors.OutOfOrderSequenceError.kafka_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert errors.UnknownProducerIdError.kafka_code == ErrorCode.UNKNOWN_PRODUCER_ID
