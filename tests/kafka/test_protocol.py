@@ -281,3 +281,13 @@ def test_error_codes_match_kafka_and_the_error_families():
     assert errors.StorageError.kafka_code == ErrorCode.KAFKA_STORAGE_ERROR
     assert errors.OutOfOrderSequenceError.kafka_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     assert errors.UnknownProducerIdError.kafka_code == ErrorCode.UNKNOWN_PRODUCER_ID
+
+
+def test_generator_strips_comments_only_outside_strings(tmp_path, monkeypatch):
+    gen = _load_generator()
+    text = '{"a": "http://x//y", // comment\n "b": 1} // trailing\n'
+    assert gen.strip_comments(text) == '{"a": "http://x//y", \n "b": 1} \n'
+    monkeypatch.setenv("MILLSTREAM_KAFKA_SPECS", str(tmp_path / "missing"))
+    assert gen.default_specs_dir() == tmp_path / "missing"
+    with pytest.raises(FileNotFoundError, match="MILLSTREAM_KAFKA_SPECS"):
+        gen.generate()
