@@ -142,6 +142,10 @@ def test_encode_errors_are_wrapped():
         codec.encode(m.ProduceRequest(topic_data=None), 3)  # not nullable
     with pytest.raises(EncodeError):
         codec.encode(m.ProduceRequest(transactional_id=None, topic_data=[m.ProduceRequest.TopicProduceData(name=None)]), 3)
+    with pytest.raises(EncodeError):
+        codec.encode(m.SaslAuthenticateRequest(auth_bytes="text, not bytes"), 1)
+    with pytest.raises(EncodeError):
+        codec.encode_response(36, 1, 1, m.SaslAuthenticateResponse(auth_bytes="text"))
     with pytest.raises(UnsupportedVersionError):
         codec.encode(m.ProduceRequest(), 12)
 

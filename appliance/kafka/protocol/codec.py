@@ -517,20 +517,31 @@ def _encoder(cls: type[Message], version: int) -> Callable:
     return fn
 
 
-def _encode_into(obj: Message, version: int, parts: list) -> list:
+def _encode_into(obj: Message, version: int, parts: list, prefixed: bool = False) -> list:
+    """Append the body chunks to parts; with prefixed, parts[0] becomes the 4-byte frame size."""
     cls = type(obj)
     enc = _encoder(cls, version)
     try:
-        return enc(obj, parts)
+        enc(obj, parts)
+        if prefixed:
+            parts[0] = _I32.pack(sum(map(len, parts)))
+        return parts
     except _ENCODE_ERRORS as e:
         raise EncodeError(f"cannot encode {cls.__qualname__} v{version}: {e}") from e
+
+
+def _join(parts: list, obj: Message, version: int) -> bytes:
+    try:
+        return b"".join(parts)
+    except TypeError as e:  # a str (or other non-buffer) where bytes were expected
+        raise EncodeError(f"cannot encode {type(obj).__qualname__} v{version}: {e}") from e
 
 
 # ---- public API ---------------------------------------------------------------------------
 
 def encode(obj: Message, version: int) -> bytes:
     """Body bytes of a message (no header, no size prefix)."""
-    return b"".join(_encode_into(obj, version, []))
+    return _join(_encode_into(obj, version, []), obj, version)
 
 
 def decode(cls: type[Message], version: int, data: bytes | bytearray | memoryview) -> Any:
@@ -627,14 +638,12 @@ def _response_parts(api_key: int, api_version: int, correlation_id: int, respons
     header = _I32.pack(correlation_id)
     if response_header_version(api_key, api_version) == 1:
         header += b"\x00"
-    parts = _encode_into(response, api_version, [b"", header])
-    parts[0] = _I32.pack(sum(map(len, parts)))
-    return parts
+    return _encode_into(response, api_version, [b"", header], prefixed=True)
 
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, response: Message) -> bytes:
     """A complete response frame, 4-byte size prefix included."""
-    return b"".join(_response_parts(api_key, api_version, correlation_id, response))
+    return _join(_response_parts(api_key, api_version, correlation_id, response), response, api_version)
 
 
 def encode_response_parts(
@@ -662,9 +671,7 @@ def encode_request(
         header.append(raw)
     if is_flexible(api_key, api_version):
         header.append(b"\x00")
-    parts = _encode_into(request, api_version, [b"", *header])
-    parts[0] = _I32.pack(sum(map(len, parts)))
-    return b"".join(parts)
+    return _join(_encode_into(request, api_version, [b"", *header], prefixed=True), request, api_version)
 
 
 def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | memoryview) -> tuple[int, Any]:
