@@ -1,9 +1,9 @@
 """Micro-benchmark of the Kafka codec's hot paths.
 
 Decodes a 3-partition Produce request (v9, flexible) and encodes a 3-partition Fetch response
-(v12), N times each (best of 5 runs), and prints microseconds per operation.
+(v12), N times each (best of REPEATS runs), and prints microseconds per operation.
 
-Usage: python bench/protocol_codec.py [N]
+Usage: python bench/protocol_codec.py [N [REPEATS]]
 """
 
 from __future__ import annotations
@@ -46,16 +46,16 @@ def bench(label: str, fn, n: int, repeats: int = 5) -> float:
     return per_op
 
 
-def main(n: int) -> None:
+def main(n: int, repeats: int) -> None:
     frame = produce_frame()
     resp = fetch_response()
-    bench("decode_request Produce v9, 3 partitions", lambda: codec.decode_request(frame), n)
-    bench("encode_response Fetch v12, 3 partitions x 2 batches", lambda: codec.encode_response(1, 12, 7, resp), n)
-    bench("encode_response_parts Fetch v12 (no join)", lambda: codec.encode_response_parts(1, 12, 7, resp), n)
+    bench("decode_request Produce v9, 3 partitions", lambda: codec.decode_request(frame), n, repeats)
+    bench("encode_response Fetch v12, 3 partitions x 2 batches", lambda: codec.encode_response(1, 12, 7, resp), n, repeats)
+    bench("encode_response_parts Fetch v12 (no join)", lambda: codec.encode_response_parts(1, 12, 7, resp), n, repeats)
     frame3 = produce_frame(3)
-    bench("decode_request Produce v3 (non-flexible)", lambda: codec.decode_request(frame3), n)
-    bench("encode_response Fetch v4 (non-flexible)", lambda: codec.encode_response(1, 4, 7, resp), n)
+    bench("decode_request Produce v3 (non-flexible)", lambda: codec.decode_request(frame3), n, repeats)
+    bench("encode_response Fetch v4 (non-flexible)", lambda: codec.encode_response(1, 4, 7, resp), n, repeats)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000, int(sys.argv[2]) if len(sys.argv) > 2 else 5)
