@@ -122,7 +122,7 @@ async def test_stable_group_survives_a_restart_without_rebalance(autojump_clock)
                 clients.start_soon(join_and_sync, coord, "a", results)
                 clients.start_soon(join_and_sync, coord, "b", results, "inst-b")
         nursery.cancel_scope.cancel()
-    (ra, sa), (rb, sb) = results["a"], results["b"]
+    (ra, _), (rb, sb) = results["a"], results["b"]
     assert (await coord.commit_offsets("g", ra.generation_id, ra.member_id, None, [OffsetCommit("t", 0, 5)])) == {
         ("t", 0): Err.NONE
     }
