@@ -15,7 +15,7 @@ resolve later. This module is its thin trio adapter:
   `group_offsets`). An OffsetCommit is answered only after its `put_many` returned, and the
   in-memory offsets change only then. Group records are written after the change that dirtied
   them (SyncGroup answers its leader after the write; background changes are written by `run`).
-- state is loaded from the MetaStore in the constructor: a group stored Stable comes back Stable
+- state is loaded from the MetaStore by `await load()` (before serving): a group stored Stable comes back Stable
   with its members (whose session timers start at load), so consumers keep going across a
   restart; a group with only offsets comes back Empty.
 
@@ -98,16 +98,23 @@ class GroupCoordinator:
             max_session_timeout=settings.group_max_session_timeout,
             offsets_retention=offsets_retention,
         )
-        self.manager = GroupManager(config, new_id=new_id) if new_id else GroupManager(config)
+        self._config = config
+        self._new_id = new_id
+        self.manager = self._fresh_manager()
         self._wakeup = trio.Event()
-        self._load()
+
+    def _fresh_manager(self) -> GroupManager:
+        return GroupManager(self._config, new_id=self._new_id) if self._new_id else GroupManager(self._config)
 
     # --- loading --------------------------------------------------------------------------------
 
     def _mono_from_wall(self, wall_ms: int, now: float, now_ms: int) -> float:
         return now - max(0, now_ms - wall_ms) / 1000.0
 
-    def _load(self) -> None:
+    async def load(self) -> None:
+        """Read groups and offsets from the MetaStore (call once, before serving requests)."""
+        await trio.lowlevel.checkpoint()
+        self.manager = self._fresh_manager()
         now, now_ms = self._clock(), self._wall_ms()
         n_offsets = self.manager.offsets.load(self._meta.items(OFFSETS_NAMESPACE).items())
         for gid, rec in self._meta.items(GROUPS_NAMESPACE).items():

@@ -30,8 +30,10 @@ def join_req(member_id: str = "", client: str = "c", instance: str | None = None
     )
 
 
-def coordinator(meta: MemoryMetaStore, **kw) -> GroupCoordinator:
-    return GroupCoordinator(meta, settings(), clock=trio.current_time, wall_clock_ms=lambda: 1_700_000_000_000, **kw)
+async def coordinator(meta: MemoryMetaStore, **kw) -> GroupCoordinator:
+    coord = GroupCoordinator(meta, settings(), clock=trio.current_time, wall_clock_ms=lambda: 1_700_000_000_000, **kw)
+    await coord.load()
+    return coord
 
 
 async def join_and_sync(coord: GroupCoordinator, client: str, results: dict, instance: str | None = None) -> None:
@@ -47,7 +49,7 @@ async def join_and_sync(coord: GroupCoordinator, client: str, results: dict, ins
 
 async def test_three_consumers_rebalance_concurrently(autojump_clock):
     meta = MemoryMetaStore()
-    coord = coordinator(meta)
+    coord = await coordinator(meta)
     results: dict = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(coord.run)
@@ -69,7 +71,7 @@ async def test_three_consumers_rebalance_concurrently(autojump_clock):
 
 async def test_timer_task_expires_silent_member_and_survivor_rebalances(autojump_clock):
     meta = MemoryMetaStore()
-    coord = coordinator(meta)
+    coord = await coordinator(meta)
     results: dict = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(coord.run)
@@ -94,12 +96,12 @@ async def test_timer_task_expires_silent_member_and_survivor_rebalances(autojump
 
 async def test_offsets_survive_a_restart(autojump_clock):
     meta = MemoryMetaStore()
-    coord = coordinator(meta)
+    coord = await coordinator(meta)
     res = await coord.commit_offsets(
         "solo", -1, "", None, [OffsetCommit("orders", 0, 42, 7, "m"), OffsetCommit("orders", 1, 9)]
     )
     assert res == {("orders", 0): Err.NONE, ("orders", 1): Err.NONE}
-    fresh = coordinator(meta)
+    fresh = await coordinator(meta)
     got = dict(fresh.fetch_offsets("solo", [("orders", 0), ("orders", 1), ("orders", 2)]))
     assert (got[("orders", 0)].offset, got[("orders", 0)].leader_epoch, got[("orders", 0)].metadata) == (42, 7, "m")
     assert got[("orders", 1)].offset == 9 and got[("orders", 2)] is None
@@ -107,13 +109,13 @@ async def test_offsets_survive_a_restart(autojump_clock):
     assert [g.group_id for g in fresh.list_groups()] == ["solo"]
     # deleting the group deletes its offsets durably
     assert await fresh.delete_groups(["solo"]) == {"solo": Err.NONE}
-    assert coordinator(meta).fetch_offsets("solo", None) == []
+    assert (await coordinator(meta)).fetch_offsets("solo", None) == []
     assert meta.items("group_offsets") == {}
 
 
 async def test_stable_group_survives_a_restart_without_rebalance(autojump_clock):
     meta = MemoryMetaStore()
-    coord = coordinator(meta)
+    coord = await coordinator(meta)
     results: dict = {}
     async with trio.open_nursery() as nursery:
         await nursery.start(coord.run)
@@ -126,7 +128,7 @@ async def test_stable_group_survives_a_restart_without_rebalance(autojump_clock)
     assert (await coord.commit_offsets("g", ra.generation_id, ra.member_id, None, [OffsetCommit("t", 0, 5)])) == {
         ("t", 0): Err.NONE
     }
-    fresh = coordinator(meta)
+    fresh = await coordinator(meta)
     assert fresh.describe_group("g").state == "Stable"
     assert await fresh.heartbeat("g", ra.generation_id, ra.member_id, None) == Err.NONE
     s = await fresh.sync_group("g", rb.generation_id, rb.member_id, "inst-b", {})
@@ -154,7 +156,7 @@ class FailingMeta(MemoryMetaStore):
 
 async def test_commit_is_not_visible_when_storage_fails():
     meta = FailingMeta()
-    coord = coordinator(meta)
+    coord = await coordinator(meta)
     await coord.commit_offsets("solo", -1, "", None, [OffsetCommit("t", 0, 1)])
     meta.fail = True
     res = await coord.commit_offsets("solo", -1, "", None, [OffsetCommit("t", 0, 2)])
