@@ -184,21 +184,35 @@ class GroupCoordinator:
             pass  # logged; retried by the timer task
 
     @staticmethod
-    async def _wait(reply: Reply[Any]) -> Any:
-        if not reply.done:
-            event = trio.Event()
-            reply.add_done_callback(lambda _r: event.set())
-            await event.wait()
+    async def _wait(reply: Reply[Any], abandon: trio.Event | None) -> Any:
+        """The reply's answer, or None if `abandon` (the broker draining) is set first."""
+        if reply.done:
+            return reply.result
+        answered = trio.Event()
+        reply.add_done_callback(lambda _r: answered.set())
+        if abandon is None:
+            await answered.wait()
+            return reply.result
+        async with trio.open_nursery() as nursery:
+
+            async def first(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(first, answered)
+            nursery.start_soon(first, abandon)
         return reply.result
 
     # --- membership -----------------------------------------------------------------------------
 
-    async def join_group(self, req: JoinRequest) -> JoinResult:
+    async def join_group(self, req: JoinRequest, *, abandon: trio.Event | None = None) -> JoinResult:
+        """JoinGroup; a long poll. If `abandon` is set first (the broker is draining), answer
+        COORDINATOR_NOT_AVAILABLE so the client finds the coordinator again and rejoins."""
         reply = self.manager.join(req, self._clock())
         self._poke()
-        result: JoinResult = await self._wait(reply)
+        result: JoinResult | None = await self._wait(reply, abandon)
         await self._persist_quietly()
-        return result
+        return result or JoinResult(Err.COORDINATOR_NOT_AVAILABLE, req.member_id)
 
     async def sync_group(
         self,
@@ -210,7 +224,9 @@ class GroupCoordinator:
         *,
         protocol_type: str | None = None,
         protocol_name: str | None = None,
+        abandon: trio.Event | None = None,
     ) -> SyncResult:
+        """SyncGroup; followers wait for the leader's assignment (see `join_group` for abandon)."""
         reply = self.manager.sync(
             group_id,
             generation,
@@ -222,9 +238,9 @@ class GroupCoordinator:
             self._clock(),
         )
         self._poke()
-        result: SyncResult = await self._wait(reply)
+        result: SyncResult | None = await self._wait(reply, abandon)
         await self._persist_quietly()
-        return result
+        return result or SyncResult(Err.COORDINATOR_NOT_AVAILABLE)
 
     async def heartbeat(self, group_id: str, generation: int, member_id: str, group_instance_id: str | None) -> int:
         await trio.lowlevel.checkpoint()
