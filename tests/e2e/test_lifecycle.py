@@ -80,3 +80,18 @@ def test_version_command_both_entry_points():
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=REPO)
         assert out.returncode == 0
         assert out.stdout.startswith("millstream ")
+
+
+def test_port_in_use_is_one_clear_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "appliance", "run", "--data-dir", str(tmp_path / "d"),
+                              "--kafka-listen", f"127.0.0.1:{port}", "--admin-listen", "127.0.0.1:0"],
+                             capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert out.returncode == 1
+    assert f"millstream: cannot start: kafka listener cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
