@@ -2,7 +2,6 @@
 
 from functools import partial
 
-import msgpack
 import paho.mqtt.client as mqtt
 import trio
 
@@ -11,43 +10,15 @@ from appliance.mqtt.broker import Broker
 from appliance.mqtt.codec import PropertyId, Publish, Subscribe, SubscriptionOptions
 from appliance.mqtt.session import Limits
 from appliance.mqtt.state import MetaStoreMqttState
+from appliance.storage.memory_meta import MemoryMetaStore
+from appliance.storage.meta import LocalMetaStore
 from appliance.transport.mqtt_server import serve_mqtt
 
 from .helpers import Clock, FakeClient
 
 
-class DictMetaStore:
-    """An in-memory MetaStore: values round-trip through msgpack, as a durable store's would."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, bytes]] = {}
-        self.writes = 0
-
-    def get(self, namespace, key):
-        raw = self.data.get(namespace, {}).get(key)
-        return None if raw is None else msgpack.unpackb(raw)
-
-    def items(self, namespace):
-        return {k: msgpack.unpackb(v) for k, v in self.data.get(namespace, {}).items()}
-
-    async def put(self, namespace, key, value):
-        await self.put_many(namespace, {key: value})
-
-    async def put_many(self, namespace, entries):
-        self.writes += 1
-        ns = self.data.setdefault(namespace, {})
-        for k, v in entries.items():
-            if v is None:
-                ns.pop(k, None)
-            else:
-                ns[k] = msgpack.packb(v)
-
-    async def allocate(self, counter, count=1):  # pragma: no cover - not used by MQTT
-        raise NotImplementedError
-
-
 async def test_state_round_trip_in_the_core():
-    meta = DictMetaStore()
+    meta = MemoryMetaStore()
     clock = Clock()
     wall = [1_700_000_000_000]
     store = MetaStoreMqttState(meta, wall_ms=lambda: wall[0])
@@ -84,7 +55,7 @@ async def test_state_round_trip_in_the_core():
 
 
 async def test_sessions_expired_while_down_are_not_restored():
-    meta = DictMetaStore()
+    meta = MemoryMetaStore()
     clock = Clock()
     wall = [1_700_000_000_000]
     store = MetaStoreMqttState(meta, wall_ms=lambda: wall[0])
@@ -102,10 +73,12 @@ async def test_sessions_expired_while_down_are_not_restored():
     assert meta.items("mqtt.sessions") == {}
 
 
-async def test_persistent_session_and_retained_survive_server_restart(paho_clients):
-    meta = DictMetaStore()
+async def test_persistent_session_and_retained_survive_server_restart(paho_clients, tmp_path):
+    metas = []
 
     async def run_server(nursery):
+        meta = LocalMetaStore.open(tmp_path / "meta")  # reopened from disk on every "restart"
+        metas.append(meta)
         broker = Broker(Limits(), state_store=MetaStoreMqttState(meta))
         broker.state_store.restore(broker, trio.current_time())
         stop = trio.Event()
@@ -122,6 +95,7 @@ async def test_persistent_session_and_retained_survive_server_restart(paho_clien
             await pub.publish(f"line/{i}", str(i).encode(), 1)
         await pub.publish("state/line", b"running", 1, retain=True)
         stop.set()  # graceful stop: flushes the state
+    await metas[0].close()
     async with trio.open_nursery() as n2:
         port, stop = await run_server(n2)
         back = await paho_clients(port, "historian", mqtt.MQTTv5, clean=False, session_expiry=600)
@@ -132,3 +106,4 @@ async def test_persistent_session_and_retained_survive_server_restart(paho_clien
         (m,) = await late.receive(1)
         assert (m.topic, m.payload, m.retain) == ("state/line", b"running", True)
         stop.set()
+    await metas[1].close()
