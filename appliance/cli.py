@@ -21,6 +21,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="WAL, metadata and certificates (default ./var)")
     p.add_argument("--kafka-listen", metavar="HOST:PORT", help="Kafka listener (default 0.0.0.0:9092)")
     p.add_argument("--advertised-host", metavar="HOST", help="host name Kafka clients are told to use")
+    p.add_argument("--mqtt-listen", metavar="HOST:PORT", help="MQTT listener (default 0.0.0.0:1883; plant role)")
     p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin API (default 127.0.0.1:9644)")
     p.add_argument("--node-id", metavar="N", type=int, help="broker id (default 1)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -42,6 +43,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     put("kafka", "listen", args.kafka_listen)
     put("kafka", "advertised_host", args.advertised_host)
     put("admin", "listen", args.admin_listen)
+    put("mqtt", "listen", args.mqtt_listen)
     put("log", "level", args.log_level)
     put("log", "file", args.log_file)
     if args.no_fsync:

@@ -219,6 +219,8 @@ class AdminSettings:
 
 @dataclass(frozen=True)
 class MqttSettings:
+    enabled: bool | None = setting(None, lambda v: None if v == "auto" else parse_bool(v),
+                                   'true, false or "auto" (on for the plant role, off for the cloud role)')
     listen: HostPort = setting(HostPort("0.0.0.0", 1883), parse_host_port, "MQTT listener (3.1.1 and 5.0)")
     max_packet_size: int = setting(1 << 20, parse_size, "largest MQTT packet a client may send")
     max_queued_messages: int = setting(1000, parse_int(1, 10_000_000),
@@ -258,6 +260,10 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return self.node.data_dir
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        return self.mqtt.enabled if self.mqtt.enabled is not None else self.node.role == "plant"
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
