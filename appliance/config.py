@@ -131,6 +131,19 @@ def parse_path(value: Any) -> Path:
     return Path(parse_str(value)).expanduser()
 
 
+def parse_str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def required(parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
+    """A dataclass field with no default: a table that omits it is refused."""
+    return field(metadata={"parse": parse, "doc": doc, "key": key})
+
+
 def setting(default: Any, parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
     """A dataclass field that knows how to parse its TOML value."""
     meta = {"parse": parse, "doc": doc, "key": key}
@@ -160,6 +173,9 @@ def build_section(cls: type, table: Mapping[str, Any], source: str, prefix: str)
             raise
         except (ValueError, TypeError) as e:
             raise ConfigError(source, f"{prefix}.{key}", str(e)) from None
+    for key, f in fields.items():
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, f"{prefix}.{key}", "required setting is missing")
     try:
         return cls(**kwargs)
     except ValueError as e:  # cross-field checks in __post_init__
@@ -237,6 +253,114 @@ class MqttSettings:
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
 
 
+# --- MQTT ingestion (appliance/ingest/): mapping into Kafka, Sparkplug B, Kafka -> MQTT, bridge ----
+
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"\d+|[A-Za-z_][A-Za-z0-9_]*|#")
+
+
+def parse_mqtt_filter(value: Any) -> str:
+    """An MQTT topic filter; a level may also be `{name}`, a single-level wildcard with a name."""
+    text = parse_str(value)
+    if not text:
+        raise ValueError("a topic filter cannot be empty")
+    levels = text.split("/")
+    for i, level in enumerate(levels):
+        if level == "#" and i != len(levels) - 1:
+            raise ValueError(f"'#' must be the last level of {text!r}")
+        if level.startswith("{") and level.endswith("}") and _PLACEHOLDER.fullmatch(level[1:-1] or "-"):
+            continue
+        if level not in ("+", "#") and ("+" in level or "#" in level or "{" in level or "}" in level):
+            raise ValueError(f"level {level!r} of {text!r} mixes a wildcard with text")
+    return text
+
+
+def parse_template(value: Any) -> str:
+    """A template over topic levels: `{0}`.. by position, `{name}` for named filter levels, `{#}`, `{topic}`."""
+    text = parse_str(value)
+    stripped = _TEMPLATE_FIELD.sub("", text)
+    if "{" in stripped or "}" in stripped:
+        raise ValueError(f"unbalanced braces in template {text!r}")
+    for name in _TEMPLATE_FIELD.findall(text):
+        if not _PLACEHOLDER.fullmatch(name):
+            raise ValueError(f"placeholder {{{name}}} in {text!r} is not a level number or a name")
+    return text
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    unmapped: str = setting("default", parse_choice("default", "reject"),
+                            "MQTT topics no [[mqtt_map]] rule matches: to default_topic, or refused (0x90)")
+    default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
+    max_pending: int = setting(100_000, parse_int(1, 10_000_000),
+                               "messages waiting for the WAL before publishers are pushed back (0x97)")
+
+
+@dataclass(frozen=True)
+class MqttMapRule:
+    """One `[[mqtt_map]]` entry: MQTT topic filter -> Kafka topic, key and value format. First match wins."""
+
+    filter: str = required(parse_mqtt_filter, "MQTT topic filter; a level written {name} matches like + and is named")
+    kafka_topic: str = required(parse_template, "Kafka topic template, e.g. \"plant1.{area}.telemetry\"")
+    key: str = setting("", parse_template, "Kafka key template, e.g. \"{3}/{4}\" (empty: no key)")
+    value: str = setting("payload", parse_choice("payload", "envelope"),
+                         "payload as is, or a JSON envelope with topic, asset context and payload")
+    user_properties: bool = setting(True, parse_bool, "copy MQTT 5 user properties into Kafka headers")
+
+
+ISA95_LEVELS = ("enterprise", "site", "area", "line", "cell", "asset")
+
+
+@dataclass(frozen=True)
+class AssetRule:
+    """One `[[assets]]` entry: MQTT topics matching `match` get this ISA-95 context (templates over levels)."""
+
+    match: str = required(parse_mqtt_filter, "MQTT topic filter (named levels allowed)")
+    path: str = setting("", parse_template, "enterprise/site/area/line/cell/asset in one template (prefix allowed)")
+    enterprise: str = setting("", parse_template)
+    site: str = setting("", parse_template)
+    area: str = setting("", parse_template)
+    line: str = setting("", parse_template)
+    cell: str = setting("", parse_template)
+    asset: str = setting("", parse_template)
+
+
+@dataclass(frozen=True)
+class MqttOutRule:
+    """One `[[mqtt_out]]` entry: records of a Kafka topic published to local MQTT subscribers."""
+
+    kafka_topic: str = required(parse_str, "Kafka topic to follow (from its end at start-up)")
+    mqtt_topic: str = setting("kafka/{topic}", parse_template,
+                              "MQTT topic template: {topic}, {partition}, {key} (a key with / adds levels)")
+    qos: int = setting(0, parse_int(0, 2), "QoS of the published messages")
+    retain: bool = setting(False, parse_bool, "publish retained (latest value per MQTT topic)")
+
+
+@dataclass(frozen=True)
+class SparkplugSettings:
+    enabled: bool = setting(True, parse_bool, "decode spBv1.0/# as Sparkplug B (else it is mapped like any topic)")
+    kafka_topic: str = setting("sparkplug.metrics", parse_template,
+                               "normalised metric records; template over {group}, {edge_node}, {device}")
+    raw_topic: str = setting("sparkplug.raw", parse_template, "raw payloads, one record per MQTT message (empty: off)")
+    rebirth_min_interval: float = setting(5.0, parse_duration, "at most one rebirth request per edge node this often")
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    upstream: HostPort | None = setting(None, lambda v: None if v in (None, "") else parse_host_port(v),
+                                        "upstream MQTT broker HOST:PORT (empty: bridge off)")
+    client_id: str = setting("millstream-bridge", parse_str, "client id (the persistent session's name upstream)")
+    filters: tuple[str, ...] = setting((), parse_str_list, "topic filters subscribed upstream")
+    qos: int = setting(1, parse_int(0, 2), "subscription QoS (1: acknowledged upstream only once durable here)")
+    session_expiry: int = setting(86400, parse_int(0, 0xFFFFFFFF), "seconds the upstream keeps our session")
+    keep_alive: int = setting(30, parse_int(0, 65535), "seconds")
+    username: str | None = setting(None, parse_optional_str)
+    password: str | None = setting(None, parse_optional_str)
+    local_prefix: str = setting("", parse_str, "prefix put before bridged topics locally (e.g. \"upstream/\")")
+    backoff_min: float = setting(0.5, parse_duration, "first reconnect delay")
+    backoff_max: float = setting(30.0, parse_duration, "reconnect delay cap (doubling, with jitter)")
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSettings,
     "log": LogSettings,
@@ -244,6 +368,17 @@ SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "admin": AdminSettings,
     "mqtt": MqttSettings,
+    "ingest": IngestSettings,
+    "sparkplug": SparkplugSettings,
+    "bridge": BridgeSettings,
+}
+
+# Sections written as TOML arrays of tables (`[[mqtt_map]]`): each entry builds one dataclass, and a
+# problem is reported as `mqtt_map[2].kafka_topic` (0-based, in file order).
+ARRAY_SECTIONS: dict[str, type] = {
+    "mqtt_map": MqttMapRule,
+    "assets": AssetRule,
+    "mqtt_out": MqttOutRule,
 }
 
 
@@ -255,6 +390,12 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    sparkplug: SparkplugSettings = field(default_factory=SparkplugSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    mqtt_map: tuple[MqttMapRule, ...] = ()
+    assets: tuple[AssetRule, ...] = ()
+    mqtt_out: tuple[MqttOutRule, ...] = ()
     source: str = "<defaults>"
 
     @property
@@ -269,6 +410,7 @@ class Settings:
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
     """Read the TOML file (if any), apply command-line overrides (raw TOML-like values)."""
     tables: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, tuple[Any, ...]] = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
@@ -280,8 +422,12 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(source, "-", f"not valid TOML: {e}") from None
         for name, table in doc.items():
+            if name in ARRAY_SECTIONS:
+                arrays[name] = build_array_section(ARRAY_SECTIONS[name], table, source, name)
+                continue
             if name not in SECTIONS:
-                raise ConfigError(source, name, f"unknown section (known: {', '.join(SECTIONS)})")
+                known = ", ".join([*SECTIONS, *(f"[[{a}]]" for a in ARRAY_SECTIONS)])
+                raise ConfigError(source, name, f"unknown section (known: {known})")
             tables[name] = dict(table) if isinstance(table, Mapping) else table
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -293,7 +439,14 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
             built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
         else:
             built[name] = build_section(cls, table, source, name)
-    return Settings(source=source, **built)
+    return Settings(source=source, **built, **arrays)
+
+
+def build_array_section(cls: type, entries: Any, source: str, name: str) -> tuple[Any, ...]:
+    """Build each table of a `[[name]]` array; problems are reported as `name[index].key`."""
+    if not isinstance(entries, list):
+        raise ConfigError(source, name, f"expected an array of tables ([[{name}]]), got {type(entries).__name__}")
+    return tuple(build_section(cls, entry, source, f"{name}[{i}]") for i, entry in enumerate(entries))
 
 
 def describe(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -305,7 +458,18 @@ def describe(settings: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
+def describe_arrays(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """The `[[...]]` sections as plain values, for `config check` and the admin API."""
+    return {
+        name: [{_toml_key(f): _plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
+               for item in getattr(settings, name)]
+        for name in ARRAY_SECTIONS
+    }
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (HostPort, Path)):
         return str(value)
+    if isinstance(value, tuple):
+        return list(value)
     return value
