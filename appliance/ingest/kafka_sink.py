@@ -28,10 +28,10 @@ from typing import Any
 import trio
 
 from appliance.errors import MillstreamError, StorageError, StorageFullError
+from appliance.ingest.batch import BatchEncoder
 from appliance.ingest.mapping import IngestRejectedError, OutRecord
 from appliance.ingest.partition import partition_for
 from appliance.ingest.pipeline import LOCAL_ORIGIN, Ingestor
-from appliance.kafka.records import build_batch
 from appliance.logs import get_logger
 from appliance.mqtt.sink import InboundMessage
 
@@ -101,7 +101,7 @@ class KafkaIngestSink:
         self._commands: list = []
         self._pending = 0  # messages submitted and not yet settled
         self._wake = trio.Event()
-        self._rr: dict[str, int] = {}
+        self._encoder = BatchEncoder()
 
     # --- IngestSink ---------------------------------------------------------------------------
 
@@ -175,8 +175,8 @@ class KafkaIngestSink:
             for p, plist in parts.items():
                 stream = topic.streams[p]
                 for chunk in _chunks(plist):
-                    batch = build_batch([(rec.key, rec.value, rec.headers) for _, rec in chunk],
-                                        timestamp_ms=[rec.timestamp_ms for _, rec in chunk])
+                    batch = self._encoder.build([(rec.key, rec.value, rec.headers) for _, rec in chunk],
+                                                [rec.timestamp_ms for _, rec in chunk])
                     idxs = [i for i, _ in chunk]
                     try:
                         pending = self.kafka.logs.append(stream, batch, now_ms=now_ms)
@@ -226,7 +226,7 @@ def _chunks(entries: list[tuple[int, OutRecord]]):
     size = 0
     for entry in entries:
         rec = entry[1]
-        n = 64 + len(rec.value or b"") + len(rec.key or b"") + sum(len(k) + len(v or b"") for k, v in rec.headers)
+        n = 256 + len(rec.value or b"") + len(rec.key or b"")  # headers: a rough allowance
         if chunk and (size + n > _BATCH_BYTES or len(chunk) >= _BATCH_RECORDS):
             yield chunk
             chunk, size = [], 0

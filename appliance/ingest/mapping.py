@@ -90,6 +90,7 @@ class Mapper:
         self._reject = settings.unmapped == "reject"
         self._default = Template(settings.default_topic)
         self._cache: dict[str, _Route] = {}
+        self._headers: dict[tuple, tuple] = {}  # (topic, client id, qos, retain) -> headers, no MQTT 5 properties
         self.stats = MappingStats()
 
     def route(self, topic: str) -> _Route | None:
@@ -126,10 +127,20 @@ class Mapper:
         else:
             self.stats.unmapped += 1
         self.stats.records += 1
-        headers = mqtt_headers(msg, r.user_properties)
-        headers.extend(r.asset_headers)
+        if msg.properties:
+            headers = mqtt_headers(msg, r.user_properties)
+            headers.extend(r.asset_headers)
+            htuple = tuple(headers)
+        else:  # the common case: the same device repeats the same headers; build them once
+            hkey = (msg.topic, msg.client_id, msg.qos, msg.retain)
+            htuple = self._headers.get(hkey)
+            if htuple is None:
+                htuple = (*mqtt_headers(msg), *r.asset_headers)
+                if len(self._headers) >= _CACHE_LIMIT:
+                    self._headers.clear()
+                self._headers[hkey] = htuple
         value = envelope(msg, r.asset) if r.envelope else msg.payload
-        return OutRecord(r.kafka_topic, r.key, value, tuple(headers), msg.received_at_ms)
+        return OutRecord(r.kafka_topic, r.key, value, htuple, msg.received_at_ms)
 
 
 def mqtt_headers(msg: InboundMessage, user_properties: bool = True) -> list[tuple[str, bytes | None]]:
