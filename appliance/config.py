@@ -181,6 +181,8 @@ class NodeSettings:
 class LogSettings:
     level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
     file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
+    file_max_size: int = setting(20 << 20, parse_size, "rotate the log file when it reaches this size")
+    file_backups: int = setting(5, parse_int(0, 1000), "rotated log files kept (file.1 ... file.N)")
 
 
 @dataclass(frozen=True)
