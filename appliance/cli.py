@@ -71,9 +71,10 @@ def _revision() -> str:
 
 
 def version_info() -> dict[str, Any]:
+    # asks the native libraries directly (not appliance.kafka.records & co) to keep `version` quick
     import os
 
-    from appliance.kafka.records import crc32c_is_native
+    import google_crc32c
 
     try:
         from msgpack import _cmsgpack  # noqa: F401  (the C extension; msgpack falls back to Python)
@@ -82,9 +83,9 @@ def version_info() -> dict[str, Any]:
     except ImportError:
         msgpack_impl = "python (slow)"
     try:
-        from cryptography.hazmat.backends.openssl.backend import backend
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
 
-        tls_lib = backend.openssl_version_text()
+        tls_lib = rust_openssl.openssl_version_text()
     except Exception as e:  # a broken native library must not break `version`
         tls_lib = f"unavailable ({type(e).__name__})"
     return {
@@ -94,7 +95,7 @@ def version_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "executable": sys.executable,
         "pyz": os.environ.get("MILLSTREAM_PYZ", "no"),
-        "crc32c": "c" if crc32c_is_native() else "python (slow)",
+        "crc32c": "c" if google_crc32c.implementation == "c" else "python (slow)",
         "msgpack": msgpack_impl,
         "cryptography": tls_lib,
     }

@@ -10,8 +10,8 @@ import argparse
 import os
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_PYZ = "/opt/millstream/millstream.pyz"
 DEFAULT_PYTHON = "/usr/bin/python3"
@@ -23,8 +23,7 @@ DEFAULT_USER = "millstream"
 STOP_MARGIN_SECONDS = 20
 
 
-@dataclass(frozen=True)
-class UnitSpec:
+class UnitSpec(NamedTuple):  # immutable like a frozen dataclass, without importing dataclasses at CLI start
     role: str = "plant"
     python: str = DEFAULT_PYTHON
     pyz: str | None = DEFAULT_PYZ  # None: run the installed package (`python -m appliance`)

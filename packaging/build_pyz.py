@@ -11,8 +11,9 @@
    millstream_pyz.py (from packaging/pyz_bootstrap.py), which puts the right per-python
    directories on sys.path.
 3. Let shiv zip it (reproducible timestamps, content-hash build id), then swap the archive's
-   __main__.py for packaging/pyz_guard.py, which checks the interpreter and the cache directory
-   before shiv extracts anything.
+   __main__.py for packaging/pyz_guard.py (with the build id filled in), which checks the
+   interpreter and the cache directory before shiv extracts anything, and starts an already
+   extracted build without loading shiv's bootstrap.
 
 The same sources and lock give a byte-identical pyz.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -202,6 +204,17 @@ def swap_main(pyz: Path, main_source: bytes) -> None:
     tmp.replace(pyz)
 
 
+def guard_source(pyz: Path) -> bytes:
+    """packaging/pyz_guard.py with shiv's build id filled in (for its warm-start path)."""
+    with zipfile.ZipFile(pyz) as zf:
+        build_id = json.loads(zf.read("environment.json"))["build_id"]
+    source = (ROOT / "packaging" / "pyz_guard.py").read_text()
+    marker = "\nBUILD_ID = None\n"
+    if source.count(marker) != 1:
+        raise SystemExit("pyz_guard.py: expected one `BUILD_ID = None` line to fill in")
+    return source.replace(marker, f"\nBUILD_ID = {build_id!r}\n").encode()
+
+
 def build(out: Path, wheel_root: Path, pythons: tuple[str, ...] = PYTHONS) -> dict[str, list[str]]:
     pins = parse_lock(LOCK.read_text())
     wheels = {py: locked_wheels(py, pins, wheel_root / tag(py)) for py in pythons}
@@ -214,7 +227,7 @@ def build(out: Path, wheel_root: Path, pythons: tuple[str, ...] = PYTHONS) -> di
                         "--compressed", "--python", "/usr/bin/env python3",
                         "--entry-point", f"{ENTRY_MODULE}:main", "--output-file", str(out)],
                        check=True, env=env, stdout=subprocess.DEVNULL)
-    swap_main(out, (ROOT / "packaging" / "pyz_guard.py").read_bytes())
+    swap_main(out, guard_source(out))
     return layout
 
 

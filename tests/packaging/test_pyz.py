@@ -194,3 +194,16 @@ def test_cli_import_stays_light():
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ""
+
+
+def test_warm_start_skips_shiv_bootstrap(pyz, tmp_path):
+    """First run: shiv extracts. Later runs: the guard starts the extraction itself, shiv unloaded."""
+    cache = tmp_path / "cache"
+    first = run_pyz(sys.executable, pyz, "version", cache=cache, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert first.returncode == 0 and "| _bootstrap\n" in first.stderr
+    again = run_pyz(sys.executable, pyz, "version", cache=cache, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert again.returncode == 0 and "crc32c: c" in again.stdout
+    assert "_bootstrap" not in again.stderr and "| millstream_pyz\n" in again.stderr
+    forced = run_pyz(sys.executable, pyz, "version", cache=cache,
+                     env={"PYTHONPROFILEIMPORTTIME": "1", "SHIV_FORCE_EXTRACT": "1"})
+    assert forced.returncode == 0 and "| _bootstrap\n" in forced.stderr  # shiv's overrides still work
