@@ -4,7 +4,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
-APT_PACKAGES := kcat mosquitto mosquitto-clients tmux nodejs npm
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test test-fast venv deps system-deps js-deps lint generate pyz lock units clean bench
@@ -22,13 +21,16 @@ run: venv
 	mkdir -p $(DATA)
 	$(VENV)/bin/millstream run --role plant --data-dir $(DATA)
 
+# command:package pairs; only what is missing gets installed (node may come from elsewhere).
+SYSTEM_TOOLS := openssl:openssl kcat:kcat mosquitto:mosquitto mosquitto_pub:mosquitto-clients tmux:tmux node:nodejs npm:npm
+
 system-deps:
-	@missing=""; \
-	for c in kcat mosquitto mosquitto_pub tmux node npm; do command -v $$c >/dev/null 2>&1 || missing=yes; done; \
-	if [ -n "$$missing" ]; then \
+	@pkgs=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || pkgs="$$pkgs $${pair#*:}"; done; \
+	if [ -n "$$pkgs" ]; then \
+	  echo "installing:$$pkgs"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null || \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat mosquitto mosquitto-clients tmux; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	fi
 
 # The test suite builds the pyz too, so it needs the build tools.

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance import __version__, cli_service
+from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
+    register_security(sub)
     cli_service.register(sub)
     parser.epilog = "command tree:\n" + command_tree(parser)
     return parser
@@ -168,12 +170,14 @@ def command_tree(parser: argparse.ArgumentParser, indent: str = "  ") -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "version": cmd_version, "install-service": cli_service.cmd_install_service}
+    handlers = {"run": cmd_run, "version": cmd_version}
     try:
         if args.command == "config" and getattr(args, "config_command", None) == "check":
             return cmd_config_check(args)
         if args.command in handlers:
             return handlers[args.command](args)
+        if getattr(args, "handler", None):
+            return args.handler(args)
     except ConfigError as e:
         print(f"millstream: config error: {e}", file=sys.stderr)
         return 2

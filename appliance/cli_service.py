@@ -144,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"where the pyz extracts native libraries (default {DEFAULT_CACHE_DIR})")
     p.add_argument("--unit-dir", metavar="DIR", default=DEFAULT_UNIT_DIR, help=f"default {DEFAULT_UNIT_DIR}")
     p.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
+    p.set_defaults(handler=cmd_install_service)
 
 
 def spec_from_args(args: argparse.Namespace) -> UnitSpec:

@@ -1,0 +1,143 @@
+"""Produce (key 0), versions 3-11 (magic-2 record batches only).
+
+`stage` runs while the request is read: it validates each batch (magic, CRC-32C, sizes, offset
+deltas) and appends it, which assigns offsets and checks idempotent-producer sequences without
+yielding. The returned coroutine waits for the WAL fsync, so pipelined requests share one fsync
+and acks go out only for durable data. acks=0 gets no response at all.
+
+A bad batch fails only its partition (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, ...); the other
+partitions of the same request are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import trio
+
+from appliance.errors import (
+    CorruptRecordError,
+    DuplicateBatchError,
+    ProducerStateError,
+    RecordTooLargeError,
+    StorageError,
+    StreamNotFoundError,
+)
+from appliance.kafka import records
+from appliance.kafka.api.context import RequestContext
+from appliance.kafka.error_codes import ErrorCode
+from appliance.kafka.protocol import messages as m
+from appliance.logs import get_logger
+from appliance.storage.ports import AppendResult, PendingAppend
+
+API_KEY = 0
+VERSIONS = (3, 11)
+
+log = get_logger("kafka")
+R = m.ProduceResponse
+TopicR = R.TopicProduceResponse
+PartR = TopicR.PartitionProduceResponse
+
+
+class _Outcome:
+    """One partition's result: either an error now, or appends to wait for."""
+
+    __slots__ = ("index", "error", "message", "appends")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.error = 0
+        self.message: str | None = None
+        # In batch order: a pending append, or the original result of a duplicate batch.
+        self.appends: list[PendingAppend | AppendResult] = []
+
+    def fail(self, code: int, message: str | None) -> _Outcome:
+        self.error = int(code)
+        self.message = message
+        return self
+
+
+def _append_partition(ctx: RequestContext, topic, index: int, data) -> _Outcome:
+    out = _Outcome(index)
+    broker = ctx.broker
+    stream = topic.streams[index] if topic is not None and 0 <= index < topic.partitions else None
+    if stream is None:
+        return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+    if not data:
+        return out.fail(ErrorCode.CORRUPT_MESSAGE, "empty records")
+    try:
+        batches = records.split_batches(data)
+        limit = int(topic.configs.get("max.message.bytes", broker.kafka.message_max_bytes))
+        headers = [records.validate_batch(b, limit) for b in batches]
+    except CorruptRecordError as e:
+        return out.fail(ErrorCode.CORRUPT_MESSAGE, str(e))
+    except RecordTooLargeError as e:
+        return out.fail(ErrorCode.MESSAGE_TOO_LARGE, str(e))
+    for h in headers:
+        if h.is_control or h.is_transactional:
+            return out.fail(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+    now = broker.now_ms()
+    for batch in batches:
+        try:
+            out.appends.append(broker.logs.append(stream, batch, now_ms=now))
+        except DuplicateBatchError as e:
+            # An idempotent retry of a batch we already have: answer with its original offsets.
+            out.appends.append(AppendResult(e.base_offset, e.last_offset, -1, broker.logs.offsets(stream).log_start, True))
+        except ProducerStateError as e:
+            return out.fail(e.kafka_code, str(e))
+        except StorageError as e:
+            return out.fail(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+        except StreamNotFoundError:
+            return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+    return out
+
+
+def stage(ctx: RequestContext, req: m.ProduceRequest) -> Awaitable[m.ProduceResponse | None] | m.ProduceResponse | None:
+    acks = req.acks
+    if req.transactional_id:
+        code, msg = ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported"
+    elif acks not in (0, 1, -1):
+        code, msg = ErrorCode.INVALID_REQUIRED_ACKS, f"acks={acks}"
+    else:
+        code, msg = 0, None
+    outcomes: list[tuple[str, list[_Outcome]]] = []
+    for t in req.topic_data:
+        topic = ctx.broker.topics.get(t.name)
+        parts = []
+        for p in t.partition_data:
+            parts.append(_Outcome(p.index).fail(code, msg) if code else _append_partition(ctx, topic, p.index, p.records))
+        outcomes.append((t.name, parts))
+    if acks == 0:
+        return None
+    return _finish(ctx, outcomes, req.timeout_ms)
+
+
+async def _finish(ctx: RequestContext, outcomes: list[tuple[str, list[_Outcome]]], timeout_ms: int) -> m.ProduceResponse:
+    timeout = max(timeout_ms, 0) / 1000 if timeout_ms > 0 else 30.0
+    responses = []
+    with trio.move_on_after(timeout) as scope:
+        for name, parts in outcomes:
+            answers = []
+            for o in parts:
+                answers.append(await _partition_response(ctx, o))
+            responses.append(TopicR(name=name, partition_responses=answers))
+    if scope.cancelled_caught:  # the WAL did not confirm in time: the client retries (idempotently)
+        responses = [TopicR(name=name, partition_responses=[
+            PartR(index=o.index, error_code=ErrorCode.REQUEST_TIMED_OUT, base_offset=-1) for o in parts])
+            for name, parts in outcomes]
+    return R(responses=responses, throttle_time_ms=0)
+
+
+async def _partition_response(ctx: RequestContext, o: _Outcome) -> PartR:
+    if o.error:
+        return PartR(index=o.index, error_code=o.error, base_offset=-1, error_message=o.message)
+    results: list[AppendResult] = []
+    try:
+        for a in o.appends:
+            results.append(a if isinstance(a, AppendResult) else await a.durable())
+    except StorageError as e:
+        log.warning("produce_not_durable", error=str(e))
+        return PartR(index=o.index, error_code=ErrorCode.KAFKA_STORAGE_ERROR, base_offset=-1, error_message=str(e))
+    first = results[0]
+    return PartR(index=o.index, error_code=0, base_offset=first.base_offset,
+                 log_append_time_ms=first.log_append_time, log_start_offset=first.log_start)

@@ -1,0 +1,135 @@
+"""Composition root: builds storage, the broker and the listeners, and runs them in one nursery.
+
+Start-up order: storage (recovers the WAL) -> broker state (topics, groups) -> listeners. Each
+service is started with `nursery.start()` and reports ready once it listens; then a ready file
+`<data-dir>/run/ready.json` names the bound ports (handy with port 0 in tests and scripts).
+
+Shutdown on SIGTERM/SIGINT: listeners stop accepting, in-flight requests get
+`node.shutdown_grace` seconds, everything is cancelled, storage flushes and closes, exit 0.
+A second signal exits at once (status 130); acknowledged data is already durable by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import trio
+
+from appliance import __version__
+from appliance.config import Settings
+from appliance.logs import get_logger
+
+log = get_logger("main")
+
+
+class Appliance:
+    """Everything one running node holds; tests start it in-process with `start`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.started_at = time.time()
+        self.storage: Any = None
+        self.broker: Any = None
+        self.kafka: Any = None
+        self.admin: Any = None
+        self.stopping = trio.Event()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from appliance.admin.server import AdminServer
+        from appliance.kafka.broker import Broker
+        from appliance.storage.local import open_local_storage
+        from appliance.transport.kafka_server import KafkaServer
+
+        s = self.settings
+        data_dir = s.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
+        try:
+            async with trio.open_nursery() as services:
+                await services.start(self.storage.run)
+                self.broker = Broker(s, self.storage)
+                await self.broker.load()
+                await services.start(self.broker.groups.run)
+                self.kafka = KafkaServer(self.broker, s.kafka.listen)
+                await services.start(self.kafka.run)
+                self.broker.advertised_port = self.kafka.port
+                self.admin = AdminServer(self, s.admin.listen)
+                await services.start(self.admin.run)
+                self._write_ready_file()
+                log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
+                         advertised=f"{self.broker.advertised_host}:{self.kafka.port}",
+                         admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir))
+                task_status.started(self)
+                await self.stopping.wait()
+                await self._drain()
+                services.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.storage.close()
+            self._remove_ready_file()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _drain(self) -> None:
+        grace = self.settings.node.shutdown_grace
+        log.info("draining", grace_s=grace)
+        self.broker.draining.set()
+        with trio.move_on_after(grace) as scope:
+            await self.kafka.drain()
+            while self.kafka.connections:
+                await trio.sleep(0.02)
+        if scope.cancelled_caught:
+            log.warning("drain_deadline_passed", open_connections=self.kafka.connections)
+
+    @property
+    def _ready_path(self):
+        return self.settings.data_dir / "run" / "ready.json"
+
+    def _write_ready_file(self) -> None:
+        path = self._ready_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "role": self.settings.node.role,
+                                   "kafka_port": self.kafka.port, "admin_port": self.admin.port}))
+        tmp.replace(path)
+
+    def _remove_ready_file(self) -> None:
+        try:
+            self._ready_path.unlink()
+        except OSError:
+            pass
+
+
+async def _serve(settings: Settings) -> None:
+    app = Appliance(settings)
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async def watch_signals() -> None:
+                seen = 0
+                async for signum in signals:
+                    seen += 1
+                    if seen == 1:
+                        log.info("signal", signal=signal.Signals(signum).name, action="drain")
+                        app.stop()
+                    else:
+                        log.warning("signal", signal=signal.Signals(signum).name, action="exit now")
+                        os._exit(130)
+
+            nursery.start_soon(watch_signals)
+            await app.run()
+            nursery.cancel_scope.cancel()
+
+
+def run_appliance(settings: Settings) -> int:
+    try:
+        trio.run(_serve, settings)
+    except OSError as e:
+        log.error("startup_failed", error=str(e))
+        return 1
+    return 0

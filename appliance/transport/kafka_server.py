@@ -1,0 +1,204 @@
+"""The Kafka listener: accepts connections, frames requests, runs handlers, writes responses.
+
+Per connection, requests are read and handled in order. A handler may split its work: a module
+with `stage(ctx, req)` does its synchronous part (e.g. Produce assigns offsets) while the request
+is read, and returns an awaitable that the writer resolves in order. So pipelined produce requests
+on one connection share a WAL fsync, yet responses still leave in request order, as Kafka requires.
+
+Bad bytes close only their own connection, with a logged reason; the broker carries on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import ssl
+from collections.abc import Awaitable
+from typing import Any
+
+import trio
+
+from appliance.config import HostPort
+from appliance.errors import ProtocolError
+from appliance.kafka.api import HANDLERS
+from appliance.kafka.api.context import RequestContext
+from appliance.kafka.broker import Broker
+from appliance.kafka.protocol import codec
+from appliance.logs import get_logger
+from appliance.transport.framing import FrameReader
+
+log = get_logger("kafka")
+
+MAX_PIPELINED = 16  # responses queued per connection before we stop reading more requests
+API_VERSIONS_KEY = 18
+
+
+class KafkaServer:
+    def __init__(self, broker: Broker, listen: HostPort, *, name: str = "kafka",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.broker = broker
+        self.listen = listen
+        self.name = name
+        self.ssl_context = ssl_context
+        self.port: int | None = None
+        self._listeners: list[trio.SocketListener] = []
+        self._ids = itertools.count(1)
+        self._read_scopes: dict[int, trio.CancelScope] = {}
+        self._draining = False
+        self.connections = 0
+        self.requests = 0
+        self.errors = 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        host = None if self.listen.host in ("", "0.0.0.0", "::") else self.listen.host
+        self._listeners = await trio.open_tcp_listeners(self.listen.port, host=host)
+        self.port = self._listeners[0].socket.getsockname()[1]
+        log.info("listening", listener=self.name, address=f"{self.listen.host}:{self.port}",
+                 tls="yes" if self.ssl_context else "no")
+        task_status.started(self)
+        async with trio.open_nursery() as conns:
+            async with trio.open_nursery() as accepting:
+                for listener in self._listeners:
+                    accepting.start_soon(self._accept_loop, listener, conns)
+        log.info("listener_stopped", listener=self.name)
+
+    async def drain(self) -> None:
+        """Stop accepting; idle connections close, busy ones finish their in-flight requests."""
+        self._draining = True
+        for listener in self._listeners:
+            await listener.aclose()
+        for scope in list(self._read_scopes.values()):
+            scope.cancel()
+
+    async def _accept_loop(self, listener: trio.SocketListener, conns: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as e:  # EMFILE and friends: keep serving the connections we have
+                log.warning("accept_failed", listener=self.name, error=str(e))
+                await trio.sleep(0.1)
+                continue
+            conns.start_soon(self._serve_connection, stream)
+
+    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+        conn_id = next(self._ids)
+        try:
+            peer = "{}:{}".format(*stream.socket.getpeername()[:2])  # type: ignore[attr-defined]
+        except OSError:
+            peer = "?"
+        self.connections += 1
+        reason = "client closed"
+        try:
+            if self.ssl_context is not None:
+                stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
+                with trio.fail_after(10):
+                    await stream.do_handshake()
+            reason = await self._connection_loop(stream, conn_id, peer)
+        except trio.TooSlowError:
+            reason = "TLS handshake timed out"
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            reason = f"connection lost: {e.__cause__ or e}"
+        except ssl.SSLError as e:
+            reason = f"TLS handshake failed: {e.reason or e}"
+        finally:
+            self.connections -= 1
+            self._read_scopes.pop(conn_id, None)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                try:
+                    await stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        log.debug("connection_closed", listener=self.name, conn=conn_id, peer=peer, reason=reason)
+
+    async def _connection_loop(self, stream: trio.abc.Stream, conn_id: int, peer: str) -> str:
+        reader = FrameReader(stream, self.broker.kafka.max_request_size)
+        send, recv = trio.open_memory_channel[tuple[int, int, int, Any]](MAX_PIPELINED)
+        reason = "client closed"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer, stream, recv, nursery.cancel_scope)
+            async with send:
+                while not self._draining:
+                    with trio.CancelScope() as read_scope:
+                        self._read_scopes[conn_id] = read_scope
+                        read_scope.deadline = trio.current_time() + self.broker.kafka.connections_max_idle
+                        try:
+                            frame = await reader.read_frame()
+                        except ProtocolError as e:
+                            reason = f"bad frame: {e}"
+                            self._reject(peer, conn_id, reason)
+                            break
+                    if read_scope.cancelled_caught:
+                        reason = "draining" if self._draining else "idle timeout"
+                        break
+                    if frame is None:
+                        break
+                    item = await self._dispatch(frame, conn_id, peer)
+                    if isinstance(item, str):  # a reason to close
+                        reason = item
+                        self._reject(peer, conn_id, reason)
+                        break
+                    if item is not None:
+                        await send.send(item)
+        return reason
+
+    def _reject(self, peer: str, conn_id: int, reason: str) -> None:
+        self.errors += 1
+        log.warning("connection_rejected", listener=self.name, conn=conn_id, peer=peer, reason=reason)
+
+    async def _dispatch(self, frame: bytes, conn_id: int, peer: str) -> tuple | str | None:
+        """Decode and run one request. Returns a writer item, None (no response), or a close reason."""
+        try:
+            header, req = codec.decode_request(frame)
+        except codec.UnsupportedVersionError as e:
+            if e.api_key == API_VERSIONS_KEY:
+                # Answer in v0 with error 35 and the full list, so the client can pick a version.
+                api_versions = HANDLERS[API_VERSIONS_KEY]
+                return (API_VERSIONS_KEY, 0, e.correlation_id, api_versions.unsupported_version_response())
+            return f"unsupported API key {e.api_key} version {e.api_version}"
+        except ProtocolError as e:
+            return f"malformed request: {e}"
+        key = header.request_api_key
+        handler = HANDLERS.get(key)
+        lo, hi = handler.VERSIONS if handler else (0, -1)
+        version = header.request_api_version
+        if handler is None or not lo <= version <= hi:
+            if key == API_VERSIONS_KEY:
+                return (key, 0, header.correlation_id, HANDLERS[key].unsupported_version_response())
+            return f"unsupported API key {key} version {version}"
+        self.requests += 1
+        ctx = RequestContext(self.broker, key, version, header.correlation_id, header.client_id,
+                             peer=peer, listener=self.name, connection_id=conn_id)
+        stage = getattr(handler, "stage", None)
+        try:
+            if stage is not None:
+                result: Any = stage(ctx, req)
+            else:
+                result = await handler.handle(ctx, req)
+        except Exception as e:  # a handler bug must not take the broker down
+            log.exception("handler_failed", api_key=key, version=version, peer=peer, error=repr(e))
+            return f"internal error handling API key {key}"
+        if result is None:  # e.g. Produce with acks=0
+            return None
+        return (key, version, header.correlation_id, result)
+
+    async def _writer(self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel,
+                      conn_scope: trio.CancelScope) -> None:
+        async with recv:
+            async for key, version, correlation_id, result in recv:
+                if isinstance(result, Awaitable):
+                    try:
+                        result = await result
+                    except Exception as e:
+                        log.exception("handler_failed", api_key=key, version=version, error=repr(e))
+                        conn_scope.cancel()
+                        return
+                    if result is None:
+                        continue
+                data = codec.encode_response(key, version, correlation_id, result)
+                try:
+                    await stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    conn_scope.cancel()
+                    return

@@ -1,0 +1,145 @@
+"""librdkafka (confluent-kafka) against the broker: admin, produce with every codec, groups."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.e2e.checks import assert_all_consumed_in_order
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    futures[name].result(timeout=10)
+    md = admin.list_topics(name, timeout=10)
+    assert len(md.topics[name].partitions) == partitions
+
+
+def produce(bootstrap: str, topic: str, count: int, *, codec: str = "none", idempotent: bool = True,
+            prefix: str = "") -> list[tuple[int, bytes, bytes]]:
+    delivered: list[tuple[int, bytes, bytes]] = []
+    errors: list[KafkaError] = []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            delivered.append((msg.partition(), msg.key(), msg.value()))
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": idempotent,
+                  "compression.type": codec, "linger.ms": 5})
+    for i in range(count):
+        key = f"{prefix}key-{i % 7}".encode()
+        p.produce(topic, key=key, value=f"{prefix}value-{i}-{codec}".encode() * 3, on_delivery=on_delivery)
+        p.poll(0)
+    assert p.flush(30) == 0
+    assert not errors, errors
+    # Delivery callbacks arrive per partition in order; sort stably by partition to keep that order.
+    return delivered
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, group: str | None = None,
+                timeout: float = 30) -> list[tuple[int, int, bytes | None, bytes]]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"g-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            out.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+        if group:
+            c.commit(asynchronous=False)
+    finally:
+        c.close()
+    return out
+
+
+def test_create_produce_every_codec_and_consume_in_order(appliance):
+    topic = "line3.motor-current"
+    create_topic(appliance.bootstrap, topic, 3)
+    produced = []
+    for codec in CODECS:
+        produced += produce(appliance.bootstrap, topic, 200, codec=codec, prefix=codec)
+    consumed = consume_all(appliance.bootstrap, topic, len(produced))
+    assert_all_consumed_in_order(produced, consumed)
+    assert {p for p, _, _, _ in consumed} == {0, 1, 2}
+
+
+def test_consumer_group_shares_rebalances_and_resumes(appliance):
+    topic = "quality.measurements"
+    create_topic(appliance.bootstrap, topic, 3)
+    produced = produce(appliance.bootstrap, topic, 300)
+    group = "quality-dashboard"
+    conf = {"bootstrap.servers": appliance.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    members = [Consumer({**conf, "client.id": f"m{i}"}) for i in range(3)]
+    assignments: dict[int, set[int]] = {}
+    for c in members:
+        c.subscribe([topic])
+    seen: list[tuple[int, int, bytes | None, bytes]] = []
+    deadline = time.monotonic() + 45
+    # Poll all three until each holds one partition and the first 150 records are in.
+    while time.monotonic() < deadline and (len(seen) < 150 or len({frozenset(a) for a in assignments.values()}) < 3):
+        for i, c in enumerate(members):
+            msg = c.poll(0.1)
+            assignments[i] = {tp.partition for tp in c.assignment()}
+            if msg is not None and msg.error() is None and len(seen) < 150:
+                seen.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
+                c.commit(message=msg, asynchronous=False)
+    assert sorted(p for a in assignments.values() for p in a) == [0, 1, 2], assignments
+    # One member leaves: the other two take over all three partitions.
+    members[2].close()
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        for c in members[:2]:
+            c.poll(0.1)
+        parts = sorted(p for c in members[:2] for p in (tp.partition for tp in c.assignment()))
+        if parts == [0, 1, 2]:
+            break
+    assert parts == [0, 1, 2]
+    for c in members[:2]:
+        c.close()
+    # A new member of the same group resumes from the committed offsets: nothing twice, nothing lost.
+    rest = consume_all(appliance.bootstrap, topic, len(produced) - len(seen), group=group)
+    committed_then_rest = {(p, o) for p, o, _, _ in seen} | {(p, o) for p, o, _, _ in rest}
+    assert len(committed_then_rest) == len(produced)
+    assert not ({(p, o) for p, o, _, _ in seen} & {(p, o) for p, o, _, _ in rest})
+
+
+def test_committed_offsets_survive_restart(make_appliance):
+    app = make_appliance().start()
+    create_topic(app.bootstrap, "changeovers", 1)
+    produce(app.bootstrap, "changeovers", 10)
+    first = consume_all(app.bootstrap, "changeovers", 10, group="planner")
+    assert len(first) == 10
+    app.stop()
+    app.start()
+    produced = produce(app.bootstrap, "changeovers", 5, prefix="after-")
+    rest = consume_all(app.bootstrap, "changeovers", 5, group="planner")
+    assert [(k, v) for _, _, k, v in rest] == [(k, v) for _, k, v in produced]
+
+
+@pytest.mark.parametrize("timestamp_lookup", [True])
+def test_list_offsets_earliest_latest_and_time(appliance, timestamp_lookup):
+    create_topic(appliance.bootstrap, "faults", 1)
+    produce(appliance.bootstrap, "faults", 20)
+    c = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "x"})
+    lo, hi = c.get_watermark_offsets(TopicPartition("faults", 0), timeout=10)
+    assert (lo, hi) == (0, 20)
+    tps = c.offsets_for_times([TopicPartition("faults", 0, int(time.time() * 1000) + 60_000)], timeout=10)
+    assert tps[0].offset == -1  # nothing that late: end
+    tps = c.offsets_for_times([TopicPartition("faults", 0, 0)], timeout=10)
+    assert tps[0].offset == 0
+    c.close()
