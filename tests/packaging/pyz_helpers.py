@@ -106,9 +106,11 @@ class RunningPyz:
 
 
 @contextlib.contextmanager
-def started_pyz(python: str, pyz: Path, tmp: Path, *extra: str, ready_timeout: float = 30.0) -> Iterator[RunningPyz]:
+def started_pyz(python: str, pyz: Path, tmp: Path, *extra: str, cache: Path | None = None,
+                ready_timeout: float = 60.0) -> Iterator[RunningPyz]:
     """`millstream.pyz run` with a temp data dir and free loopback ports; stopped with SIGTERM on exit.
 
+    `cache` is MILLSTREAM_CACHE (default tmp/cache, i.e. a first run that extracts).
     Ready when the Kafka port accepts connections. Raises with the process output if it exits or
     does not become ready within ready_timeout.
     """
@@ -116,7 +118,7 @@ def started_pyz(python: str, pyz: Path, tmp: Path, *extra: str, ready_timeout: f
     data_dir.mkdir(parents=True, exist_ok=True)
     kafka_port, admin_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIV_", "PYTHON"))}
-    env["MILLSTREAM_CACHE"] = str(tmp / "cache")
+    env["MILLSTREAM_CACHE"] = str(cache or tmp / "cache")
     log = open(tmp / "pyz.log", "w+")
     proc = subprocess.Popen(
         [python, str(pyz), "run", "--data-dir", str(data_dir), "--kafka-listen", f"127.0.0.1:{kafka_port}",

@@ -6,6 +6,7 @@ import fcntl
 import glob
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.pyz_helpers import ROOT, build_pyz, run_pyz, supported_interpreters
+from tests.packaging.pyz_helpers import ROOT, build_pyz, run_pyz, started_pyz, supported_interpreters
 
 INTERPRETERS = supported_interpreters()
 GUARD_LINE = "millstream: needs CPython 3.10-3.13 on x86_64 Linux with glibc >= 2.28;"
@@ -207,3 +208,18 @@ def test_warm_start_skips_shiv_bootstrap(pyz, tmp_path):
     forced = run_pyz(sys.executable, pyz, "version", cache=cache,
                      env={"PYTHONPROFILEIMPORTTIME": "1", "SHIV_FORCE_EXTRACT": "1"})
     assert forced.returncode == 0 and "| _bootstrap\n" in forced.stderr  # shiv's overrides still work
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (make system-deps)")
+@pytest.mark.parametrize("interp", INTERPRETERS, ids=[i.version for i in INTERPRETERS])
+def test_pyz_serves_kcat(pyz, interp, warm_cache, tmp_path):
+    """The pyz runs the appliance: kcat produces two records and reads them back, then SIGTERM drains."""
+    with started_pyz(interp.path, pyz, tmp_path, cache=warm_cache) as app:
+        produced = subprocess.run(["kcat", "-P", "-b", app.bootstrap, "-t", "pyz-smoke"], input="hello\nworld\n",
+                                  capture_output=True, text=True, timeout=30)
+        assert produced.returncode == 0, produced.stderr
+        consumed = subprocess.run(["kcat", "-C", "-b", app.bootstrap, "-t", "pyz-smoke", "-o", "beginning", "-e",
+                                   "-q"], capture_output=True, text=True, timeout=30)
+        assert consumed.stdout == "hello\nworld\n", consumed.stderr
+        app.process.terminate()
+        assert app.process.wait(timeout=30) == 0
