@@ -13,11 +13,16 @@ from appliance.errors import ConfigError
 
 @pytest.fixture
 def restore_logging():
-    yield
+    """logs.configure() replaces handlers, level and propagation: put back what other tests rely on."""
     root = logging.getLogger("millstream")
+    saved = (list(root.handlers), root.level, root.propagate)
+    yield
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
+    handlers, root.level, root.propagate = saved
+    for h in handlers:
+        root.addHandler(h)
 
 
 def test_rotation_keeps_the_configured_number_of_files(tmp_path, restore_logging):
@@ -41,6 +46,9 @@ def test_rotation_defaults_and_bad_values(tmp_path):
     s = load_settings().log
     assert (s.file_max_size, s.file_backups) == (20 << 20, 5)
     cfg = tmp_path / "site.toml"
-    cfg.write_text('[log]\nfile_backups = -1\n')
-    with pytest.raises(ConfigError, match=r"log\.file_backups"):
-        load_settings(cfg)
+    # 0 would make Python's RotatingFileHandler never rotate: the file would grow without bound
+    for bad, key in (("file_backups = 0", "file_backups"), ('file_max_size = "100B"', "file_max_size")):
+        cfg.write_text(f"[log]\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"log\.{key}"):
+            load_settings(cfg)
+
