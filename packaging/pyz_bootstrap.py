@@ -23,6 +23,9 @@ IN_USE = ".in-use"
 # An extraction younger than this may belong to a process that has not locked it yet.
 GRACE_SECONDS = 120
 _EXTRACTION = re.compile(r".+_[0-9a-f]{64}")
+# shiv extracts into <name>.tmp and renames it; one left behind by a crash is removed after an hour
+_ABANDONED = re.compile(r".+_[0-9a-f]{64}\.tmp")
+ABANDONED_SECONDS = 3600
 
 
 def python_tag(version: tuple[int, ...] | None = None) -> str:
@@ -57,6 +60,14 @@ def remove_unused_extractions(root: Path, current: Path, now: float | None = Non
     except OSError:
         return removed
     for path in entries:
+        if path.is_dir() and _ABANDONED.fullmatch(path.name):
+            try:
+                if now - path.stat().st_mtime > ABANDONED_SECONDS and (path / "site-packages" / "millstream_pyz.py").exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+            except OSError:
+                pass
+            continue
         if path == current or not path.is_dir() or not _EXTRACTION.fullmatch(path.name):
             continue
         if not (path / "site-packages" / "millstream_pyz.py").exists():

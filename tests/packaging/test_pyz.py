@@ -152,6 +152,8 @@ def test_old_extractions_are_removed_unless_in_use(pyz, tmp_path):
     in_use = _fake_extraction(cache, "b" * 64)
     foreign = _fake_extraction(cache, "c" * 64, ours=False)
     fresh = _fake_extraction(cache, "d" * 64, age=0)  # may be starting right now
+    crashed = _fake_extraction(cache, "e" * 64 + ".tmp", age=7200)  # an extraction that died half-way
+    busy = _fake_extraction(cache, "f" * 64 + ".tmp", age=60)  # an extraction in progress
     (cache / f".{unused.name}_lock").write_text("")
     fd = os.open(in_use / ".in-use", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_SH)  # as a running millstream of that build holds it
@@ -161,8 +163,9 @@ def test_old_extractions_are_removed_unless_in_use(pyz, tmp_path):
         os.close(fd)
     assert res.returncode == 0, res.stderr
     assert not unused.exists() and not (cache / f".{unused.name}_lock").exists()
-    assert in_use.exists() and foreign.exists() and fresh.exists()
-    current = [p for p in cache.iterdir() if p.is_dir() and p not in (in_use, foreign, fresh)]
+    assert in_use.exists() and foreign.exists() and fresh.exists() and busy.exists()
+    assert not crashed.exists()
+    current = [p for p in cache.iterdir() if p.is_dir() and p not in (in_use, foreign, fresh, busy)]
     assert len(current) == 1 and (current[0] / "site-packages" / "millstream_pyz.py").exists()
 
 
