@@ -177,10 +177,20 @@ class NodeSettings:
     shutdown_grace: float = setting(10.0, parse_duration, "deadline for in-flight requests on SIGTERM")
 
 
+def _log_file_size(value: Any) -> int:
+    # RotatingFileHandler never rotates at size 0, and a tiny size rotates on every line
+    size = parse_size(value)
+    if size < 1024:
+        raise ValueError(f"must be at least 1KiB, got {size} bytes")
+    return size
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
     file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
+    file_max_size: int = setting(20 << 20, _log_file_size, "rotate the log file at this size (>= 1KiB)")
+    file_backups: int = setting(5, parse_int(1, 1000), "rotated log files kept (file.1 ... file.N)")
 
 
 @dataclass(frozen=True)
