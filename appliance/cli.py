@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, cli_admin
 from appliance.errors import ConfigError
 
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
+    cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API
     return parser
 
 
@@ -115,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config_check(args)
         if args.command in handlers:
             return handlers[args.command](args)
+        if getattr(args, "admin_command", None):
+            return args.admin_command(args)
     except ConfigError as e:
         print(f"millstream: config error: {e}", file=sys.stderr)
         return 2
