@@ -208,7 +208,8 @@ class StorageSettings:
     wal_budget: int = setting(8 << 30, parse_size, "disk the WAL may use before producers are pushed back")
     fsync: bool = setting(True, parse_bool, "fsync before acknowledging (turn off only for throwaway tests)")
     log_cache_size: int = setting(256 << 20, parse_size, "memory for tail reads")
-    group_commit_bytes: int = setting(4 << 20, parse_size, "flush a group commit once this much is queued")
+    group_commit_bytes: int = setting(4 << 20, parse_size, "most bytes one group commit (one write + one fsync) takes")
+    meta_compact_bytes: int = setting(4 << 20, parse_size, "metadata journal size that triggers a snapshot")
 
 
 @dataclass(frozen=True)

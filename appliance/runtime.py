@@ -47,7 +47,7 @@ class Appliance:
         s = self.settings
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = await open_local_storage(data_dir, s.storage)
+        self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
         try:
             async with trio.open_nursery() as services:
                 await services.start(self.storage.run)

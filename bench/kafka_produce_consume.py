@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from tests.harness import ApplianceProcess  # noqa: E402
@@ -55,8 +55,8 @@ def main() -> None:
     disk = disk_write_fsync_mbps(work)
     app = ApplianceProcess(work / "data").start()
     try:
-        AdminClient({"bootstrap.servers": app.bootstrap}).create_topics(
-            [NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
+        admin = AdminClient({"bootstrap.servers": app.bootstrap})
+        admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
         value = os.urandom(args.value_size)
         latencies: list[float] = []
         errors = 0
@@ -90,7 +90,7 @@ def main() -> None:
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
                       "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
                       "max.partition.fetch.bytes": 16 << 20})
-        c.subscribe(["bench"])
+        c.assign([TopicPartition("bench", p, 0) for p in range(args.partitions)])
         got = 0
         first = None
         deadline = time.monotonic() + args.timeout

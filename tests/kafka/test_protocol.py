@@ -142,6 +142,10 @@ def test_encode_errors_are_wrapped():
         codec.encode(m.ProduceRequest(topic_data=None), 3)  # not nullable
     with pytest.raises(EncodeError):
         codec.encode(m.ProduceRequest(transactional_id=None, topic_data=[m.ProduceRequest.TopicProduceData(name=None)]), 3)
+    with pytest.raises(EncodeError):
+        codec.encode(m.SaslAuthenticateRequest(auth_bytes="text, not bytes"), 1)
+    with pytest.raises(EncodeError):
+        codec.encode_response(36, 1, 1, m.SaslAuthenticateResponse(auth_bytes="text"))
     with pytest.raises(UnsupportedVersionError):
         codec.encode(m.ProduceRequest(), 12)
 
@@ -267,3 +271,27 @@ def test_decode_and_decode_response_wrap_errors():
         codec.decode(m.FetchResponse, 16, body)
     # The same tag is unknown (and skipped) at v12.
     assert codec.decode(m.FetchResponse, 12, body) == m.FetchResponse()
+
+
+def test_error_codes_match_kafka_and_the_error_families():
+    from appliance import errors
+    from appliance.kafka.error_codes import ErrorCode
+
+    assert ErrorCode.NONE == 0 and ErrorCode.UNSUPPORTED_VERSION == 35 and ErrorCode.INVALID_REQUEST == 42
+    assert ErrorCode(6).name == "NOT_LEADER_OR_FOLLOWER" and ErrorCode(120).name == "TRANSACTION_ABORTABLE"
+    assert sorted(ErrorCode) == list(range(-1, 121))  # dense: no gaps, no duplicates
+    assert UnsupportedVersionError.kafka_code == ErrorCode.UNSUPPORTED_VERSION
+    assert MalformedRequestError.kafka_code == ErrorCode.INVALID_REQUEST
+    assert errors.StorageError.kafka_code == ErrorCode.KAFKA_STORAGE_ERROR
+    assert errors.OutOfOrderSequenceError.kafka_code == ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert errors.UnknownProducerIdError.kafka_code == ErrorCode.UNKNOWN_PRODUCER_ID
+
+
+def test_generator_strips_comments_only_outside_strings(tmp_path, monkeypatch):
+    gen = _load_generator()
+    text = '{"a": "http://x//y", // comment\n "b": 1} // trailing\n'
+    assert gen.strip_comments(text) == '{"a": "http://x//y", \n "b": 1} \n'
+    monkeypatch.setenv("MILLSTREAM_KAFKA_SPECS", str(tmp_path / "missing"))
+    assert gen.default_specs_dir() == tmp_path / "missing"
+    with pytest.raises(FileNotFoundError, match="MILLSTREAM_KAFKA_SPECS"):
+        gen.generate()

@@ -85,6 +85,7 @@ class _Bad(Exception):
     """Internal: structural problem found while decoding; wrapped into MalformedMessageError."""
 
 
+_new_object = object.__new__
 _DECODE_ERRORS = (struct.error, IndexError, ValueError, TypeError, OverflowError, _Bad)
 _ENCODE_ERRORS = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
 
@@ -143,7 +144,7 @@ def _tag_buffer(tagged: list[tuple[int, bytes]]) -> bytes:
     return b"".join(out)
 
 
-def _read_tags(buf: memoryview, pos: int, count: int, obj: Any, known: dict, blen: int) -> int:
+def _read_tags(buf: Any, mv: memoryview, pos: int, count: int, obj: Any, known: dict, blen: int) -> int:
     for _ in range(count):
         tag, pos = _read_uvarint(buf, pos)
         size, pos = _read_uvarint(buf, pos)
@@ -152,7 +153,7 @@ def _read_tags(buf: memoryview, pos: int, count: int, obj: Any, known: dict, ble
             raise _Bad("tagged field runs past the end")
         entry = known.get(tag)
         if entry is not None:
-            value, stop = entry[1](buf, pos, end)
+            value, stop = entry[1](buf, mv, pos, end)
             if stop != end:
                 raise _Bad(f"tagged field {entry[0]} has a wrong size")
             setattr(obj, entry[0], value)
@@ -160,24 +161,20 @@ def _read_tags(buf: memoryview, pos: int, count: int, obj: Any, known: dict, ble
     return pos
 
 
-def _skip_tags(buf: memoryview, pos: int, blen: int) -> int:
+def _skip_tags(buf: Any, pos: int, blen: int) -> int:
     count, pos = _read_uvarint(buf, pos)
-    return _read_tags(buf, pos, count, None, {}, blen)
+    return _read_tags(buf, None, pos, count, None, {}, blen)
 
 
 def _records_len(value: Any) -> int:
     return sum(map(len, value))
 
 
-def _new(cls: type) -> Any:
-    return object.__new__(cls)
-
-
 _NS_BASE: dict[str, Any] = {
-    "_new": _new, "_Bad": _Bad, "_UUID": UUID, "_uvar": _read_uvarint, "_uvb": _uvarint_bytes,
+    "_new": object.__new__, "_Bad": _Bad, "_UUID": UUID, "_uvar": _read_uvarint, "_uvb": _uvarint_bytes,
     "_uuidb": _uuid_bytes, "_tagbuf": _tag_buffer, "_rtags": _read_tags, "_I8": _I8, "_I16": _I16,
     "_I32": _I32, "_unpack": struct.unpack_from, "_pack": struct.pack, "_rlen": _records_len,
-    "_list": list, "_tuple": tuple,
+    "_list": list, "_tuple": tuple, "_UV1": _UVARINT_1, "_type": type,
 }
 
 
@@ -261,7 +258,7 @@ class _DecodeCompiler(_Compiler):
             self.emit(ind, "pos += 1")
             self.emit(ind, f"if {nt}:")
             self.emit(ind + 1, f"if {nt} > 127: {nt}, pos = _uvar(buf, pos - 1)")
-            self.emit(ind + 1, f"pos = _rtags(buf, pos, {nt}, {target}, {self.const(known, 'T')}, blen)")
+            self.emit(ind + 1, f"pos = _rtags(buf, mv, pos, {nt}, {target}, {self.const(known, 'T')}, blen)")
 
     def fixed_run(self, run: list[Field], target: str, ind: int) -> None:
         if not run:
@@ -305,7 +302,7 @@ class _DecodeCompiler(_Compiler):
             self.emit(ind + 1, f"end = pos + {n}")
             self.emit(ind + 1, f"if end > blen: raise _Bad('{typ} {f.name} runs past the end')")
             value = {"string": "str(buf[pos:end], 'utf-8')", "bytes": "bytes(buf[pos:end])",
-                     "records": "buf[pos:end]"}[typ]
+                     "records": "mv[pos:end]"}[typ]
             self.emit(ind + 1, f"{dest} = {value}")
             self.emit(ind + 1, "pos = end")
         elif typ == "uuid":
@@ -370,9 +367,21 @@ class _EncodeCompiler(_Compiler):
         for f in tagged:
             default = self.const(_comparison_default(f), "D")
             encoder = self.const(_compile_tag_encoder(f, v), "E")
-            self.emit(ind, f"if {src}.{f.name} != {default}:")
+            self.emit(ind, f"if {self.differs(f, f'{src}.{f.name}', default)}:")
             self.emit(ind + 1, f"{tg}.append(({f.tag}, {encoder}({src}.{f.name})))")
-        self.emit(ind, f"ap(_tagbuf({tg}))")
+        self.emit(ind, f"ap(_tagbuf({tg}) if {tg} else b'\\x00')")
+
+    def differs(self, f: Field, expr: str, default: str) -> str:
+        """Python test for "value differs from the spec default"; structs compared field by field."""
+        if f.default is not DEFAULT or f.type.startswith("[]"):
+            return f"{expr} != {default}"
+        proto = self.ns[default]
+        values = [getattr(proto, name) for name in proto.__slots__]
+        if not all(v is None or isinstance(v, (bool, int, float, str, bytes)) for v in values):
+            return f"{expr} != {default}"
+        tests = [f"_type({expr}) is not {self.const(f.struct, 'C')}"]
+        tests += [f"{expr}.{name} != {value!r}" for name, value in zip(proto.__slots__, values, strict=True)]
+        return " or ".join(tests)
 
     def fixed_run(self, run: list[Field], src: str, ind: int) -> None:
         if not run:
@@ -383,7 +392,9 @@ class _EncodeCompiler(_Compiler):
 
     def length(self, compact: bool, width: int, expr: str, ind: int) -> None:
         if compact:
-            self.emit(ind, f"ap(_uvb({expr} + 1))")
+            n = self.name("m")
+            self.emit(ind, f"{n} = {expr} + 1")
+            self.emit(ind, f"ap(_UV1[{n}] if {n} < 128 else _uvb({n}))")
         else:
             self.emit(ind, f"ap({'_I16' if width == 2 else '_I32'}.pack({expr}))")
 
@@ -456,7 +467,7 @@ def _compile_tag_decoder(f: Field, v: int) -> Callable:
     c = _DecodeCompiler()
     c.field(f, f.type, v, True, "val", 1)
     c.emit(1, "return val, pos")
-    return c.function("tagdec", "buf, pos, blen", f"tag {f.name} v{v}")
+    return c.function("tagdec", "buf, mv, pos, blen", f"tag {f.name} v{v}")
 
 
 def _compile_tag_encoder(f: Field, v: int) -> Callable:
@@ -490,7 +501,7 @@ def _decoder(cls: type[Message], version: int) -> Callable:
         c = _DecodeCompiler()
         c.struct(cls, version, _is_flexible(cls, version), "o", 1)
         c.emit(1, "return o, pos")
-        fn = _DECODERS[(cls, version)] = c.function("decode", "buf, pos, blen", f"{cls.NAME} v{version}")
+        fn = _DECODERS[(cls, version)] = c.function("decode", "buf, mv, pos, blen", f"{cls.NAME} v{version}")
     return fn
 
 
@@ -506,28 +517,39 @@ def _encoder(cls: type[Message], version: int) -> Callable:
     return fn
 
 
-def _encode_into(obj: Message, version: int, parts: list) -> list:
+def _encode_into(obj: Message, version: int, parts: list, prefixed: bool = False) -> list:
+    """Append the body chunks to parts; with prefixed, parts[0] becomes the 4-byte frame size."""
     cls = type(obj)
     enc = _encoder(cls, version)
     try:
-        return enc(obj, parts)
+        enc(obj, parts)
+        if prefixed:
+            parts[0] = _I32.pack(sum(map(len, parts)))
+        return parts
     except _ENCODE_ERRORS as e:
         raise EncodeError(f"cannot encode {cls.__qualname__} v{version}: {e}") from e
+
+
+def _join(parts: list, obj: Message, version: int) -> bytes:
+    try:
+        return b"".join(parts)
+    except TypeError as e:  # a str (or other non-buffer) where bytes were expected
+        raise EncodeError(f"cannot encode {type(obj).__qualname__} v{version}: {e}") from e
 
 
 # ---- public API ---------------------------------------------------------------------------
 
 def encode(obj: Message, version: int) -> bytes:
     """Body bytes of a message (no header, no size prefix)."""
-    return b"".join(_encode_into(obj, version, []))
+    return _join(_encode_into(obj, version, []), obj, version)
 
 
 def decode(cls: type[Message], version: int, data: bytes | bytearray | memoryview) -> Any:
     """Decode a body of message class `cls` at `version`; raises MalformedMessageError."""
-    buf = data if type(data) is memoryview else memoryview(data)
+    mv = data if type(data) is memoryview else memoryview(data)
     dec = _decoder(cls, version)
     try:
-        return dec(buf, 0, len(buf))[0]
+        return dec(data, mv, 0, len(mv))[0]
     except _DECODE_ERRORS as e:
         raise MalformedMessageError(f"{cls.NAME} v{version}: {_describe(e)}", cls.API_KEY, version) from e
 
@@ -572,9 +594,10 @@ def peek_header(frame: bytes | bytearray | memoryview) -> tuple[int, int, int]:
 
 def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader, Any]:
     """Decode a request frame (without its size prefix) into (header, request object)."""
-    buf = frame if type(frame) is memoryview else memoryview(frame)
-    blen = len(buf)
-    api_key, api_version, correlation_id = peek_header(buf)
+    buf = frame  # strings decode from the original bytes (faster); records are views into mv
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    blen = len(mv)
+    api_key, api_version, correlation_id = peek_header(frame)
     entry = API_KEYS.get(api_key)
     if entry is None or not entry.min_version <= api_version <= entry.max_version:
         raise UnsupportedVersionError(api_key, api_version, correlation_id)
@@ -591,16 +614,20 @@ def decode_request(frame: bytes | bytearray | memoryview) -> tuple[RequestHeader
                 raise _Bad("client_id runs past the end")
             client_id = str(buf[10:pos], "utf-8")
         if flexible:
-            pos = _skip_tags(buf, pos, blen)
-        request = dec(buf, pos, blen)[0]
+            if buf[pos]:
+                pos = _skip_tags(buf, pos, blen)
+            else:
+                pos += 1
+        request = dec(buf, mv, pos, blen)[0]
     except _DECODE_ERRORS as e:
         raise MalformedRequestError(
             f"{entry.request.NAME} v{api_version}: {_describe(e)}", api_key, api_version, correlation_id
         ) from e
-    header = RequestHeader(
-        request_api_key=api_key, request_api_version=api_version,
-        correlation_id=correlation_id, client_id=client_id,
-    )
+    header = _new_object(RequestHeader)  # skips keyword parsing: this runs for every request
+    header.request_api_key = api_key
+    header.request_api_version = api_version
+    header.correlation_id = correlation_id
+    header.client_id = client_id
     return header, request
 
 
@@ -611,14 +638,12 @@ def _response_parts(api_key: int, api_version: int, correlation_id: int, respons
     header = _I32.pack(correlation_id)
     if response_header_version(api_key, api_version) == 1:
         header += b"\x00"
-    parts = _encode_into(response, api_version, [b"", header])
-    parts[0] = _I32.pack(sum(map(len, parts)))
-    return parts
+    return _encode_into(response, api_version, [b"", header], prefixed=True)
 
 
 def encode_response(api_key: int, api_version: int, correlation_id: int, response: Message) -> bytes:
     """A complete response frame, 4-byte size prefix included."""
-    return b"".join(_response_parts(api_key, api_version, correlation_id, response))
+    return _join(_response_parts(api_key, api_version, correlation_id, response), response, api_version)
 
 
 def encode_response_parts(
@@ -646,16 +671,15 @@ def encode_request(
         header.append(raw)
     if is_flexible(api_key, api_version):
         header.append(b"\x00")
-    parts = _encode_into(request, api_version, [b"", *header])
-    parts[0] = _I32.pack(sum(map(len, parts)))
-    return b"".join(parts)
+    return _join(_encode_into(request, api_version, [b"", *header], prefixed=True), request, api_version)
 
 
 def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | memoryview) -> tuple[int, Any]:
     """Decode a response frame (without size prefix) into (correlation_id, response object)."""
     entry = api(api_key)
-    buf = frame if type(frame) is memoryview else memoryview(frame)
-    blen = len(buf)
+    buf = frame
+    mv = frame if type(frame) is memoryview else memoryview(frame)
+    blen = len(mv)
     dec = _decoder(entry.response, api_version)
     correlation_id = None
     try:
@@ -663,7 +687,7 @@ def decode_response(api_key: int, api_version: int, frame: bytes | bytearray | m
         pos = 4
         if response_header_version(api_key, api_version) == 1:
             pos = _skip_tags(buf, pos, blen)
-        return correlation_id, dec(buf, pos, blen)[0]
+        return correlation_id, dec(buf, mv, pos, blen)[0]
     except _DECODE_ERRORS as e:
         raise MalformedResponseError(
             f"{entry.response.NAME} v{api_version}: {_describe(e)}", api_key, api_version, correlation_id

@@ -1,0 +1,79 @@
+"""WAL segment files: naming, listing, blocking write/read helpers (called from worker threads)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SEGMENT_SUFFIX = ".wal"
+_NAME = re.compile(r"^(\d{20})\.wal$")
+
+
+def segment_name(number: int) -> str:
+    return f"{number:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
+    """(number, path) of every segment file, oldest first."""
+    found = []
+    for entry in os.scandir(wal_dir):
+        m = _NAME.match(entry.name)
+        if m and entry.is_file():
+            found.append((int(m.group(1)), Path(entry.path)))
+    found.sort()
+    return found
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pwrite_all(fd: int, data: bytes, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, pos)
+        if n <= 0:  # pragma: no cover - pwrite raises rather than returning 0
+            raise OSError("pwrite wrote nothing")
+        view = view[n:]
+        pos += n
+
+
+def pread_exact(fd: int, size: int, pos: int) -> bytes:
+    data = os.pread(fd, size, pos)
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, pos + got)
+        if not more:
+            raise OSError(f"segment ends {size - got} bytes short at position {pos + got}")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def truncate_file(path: Path, size: int, fsync: bool = False) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "SEGMENT_SUFFIX",
+    "fsync_dir",
+    "list_segments",
+    "pread_exact",
+    "pwrite_all",
+    "segment_name",
+    "truncate_file",
+]

@@ -1,0 +1,886 @@
+"""The write-ahead log: one per node, shared by all streams; implements the LogStore port.
+
+Append path (synchronous, no checkpoint): check idempotence, assign offsets, rewrite baseOffset
+(and LogAppendTime), queue the bytes in the open commit group and return a PendingAppend.
+A background flusher (`run_flusher`, started by `LocalStorage.run`) takes queued groups (up to
+`group_commit_bytes` at a time), and in ONE worker-thread call writes them with a single pwrite
+and ONE fsync, so appends keep arriving while the disk works; then it indexes the batches,
+puts them in the log cache, advances each stream's high watermark and resolves the groups.
+Readers only ever see the durable index, so nothing is visible before its fsync.
+
+Failure (write or fsync raises, e.g. EIO or ENOSPC): every queued append (the failed groups and
+all groups behind them, whose offsets depend on them) fails with StorageError (StorageFullError
+for ENOSPC/EDQUOT); each stream's log end is rolled back to its high watermark and its producer
+state cut back, so the retried batches get the same offsets again. The segment the failure hit
+is abandoned (after fsync trouble the page cache cannot be trusted): the next write starts a new
+segment whose leading CHECKPOINT record states the durable ends, which on replay discards
+anything of the failed write that may have reached the disk. The store keeps running.
+
+Segments roll at group boundaries once the active one reaches `wal_segment_size` (so a segment
+can exceed it by up to one group). A segment other than the active one is deleted as soon as
+every batch in it is dead: its stream was deleted or its offsets are below the log start.
+`delete_stream`/`delete_records` therefore free space only when whole segments die; if the
+active segment holds only dead data the WAL rolls so it can go. When the WAL (segments plus
+queued bytes) would exceed `wal_budget`, `append` raises StorageFullError (back-pressure).
+
+Recovery (`WalLogStore.open`): replay segments oldest first, verify every CRC, truncate a
+torn/garbled tail at the last intact record (logged with counts), rebuild streams, indexes and
+producer state from batch headers, then start a fresh segment with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from appliance.config import StorageSettings
+from appliance.errors import (
+    DuplicateBatchError,
+    OffsetOutOfRangeError,
+    StorageError,
+    StorageFullError,
+    StreamNotFoundError,
+)
+from appliance.kafka import records
+from appliance.logs import get_logger
+from appliance.storage import wal_format as fmt
+from appliance.storage.ports import AppendResult, ReadResult, StreamInfo, StreamOffsets
+from appliance.storage.producer_state import ProducerStateTable
+from appliance.storage.segments import (
+    fsync_dir,
+    list_segments,
+    pread_exact,
+    pwrite_all,
+    segment_name,
+    truncate_file,
+)
+
+log = get_logger("storage")
+
+_BATCH_HEADER = records.HEADER  # 61-byte Kafka batch header
+_MAX_TS = struct.Struct(">q")
+_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+THREAD_READ_BYTES = 64 << 10  # file reads bigger than this go to a worker thread
+RETRY_DELAY = 0.1  # seconds the flusher pauses after a failed write
+
+
+class _Stream:
+    """One stream: catalogue entry, offsets, durable index (parallel arrays), cache, producers."""
+
+    __slots__ = (
+        "id", "name", "lat", "log_start", "log_end", "hw", "bases", "lasts", "cum_ts", "segs",
+        "poss", "sizes", "cache", "producers", "size_bytes", "rollbacks", "deleting", "deleted",
+    )
+
+    def __init__(self, sid: int, name: str, lat: bool, log_start: int = 0, log_end: int = 0) -> None:
+        self.id = sid
+        self.name = name
+        self.lat = lat
+        self.log_start = log_start
+        self.log_end = log_end  # next offset to assign
+        self.hw = log_end  # one past the last durable offset
+        self.bases = array("q")
+        self.lasts = array("q")
+        self.cum_ts = array("q")  # running max of batch max timestamps (monotonic, for bisect)
+        self.segs = array("q")
+        self.poss = array("q")  # file position of the batch bytes (after the WAL record header)
+        self.sizes = array("q")
+        self.cache: dict[int, bytes] = {}  # base offset -> batch bytes, for recent batches
+        self.producers = ProducerStateTable()
+        self.size_bytes = 0
+        self.rollbacks = 0
+        self.deleting = False
+        self.deleted = False
+
+    def add_index(self, base: int, last: int, max_ts: int, seg: int, pos: int, size: int) -> None:
+        self.bases.append(base)
+        self.lasts.append(last)
+        cum = self.cum_ts
+        cum.append(max_ts if not cum or max_ts > cum[-1] else cum[-1])
+        self.segs.append(seg)
+        self.poss.append(pos)
+        self.sizes.append(size)
+        self.size_bytes += size
+
+    def drop_index_before(self, offset: int) -> None:
+        """Forget whole batches that end below `offset`."""
+        k = bisect_left(self.lasts, offset)
+        if k:
+            self.size_bytes -= sum(self.sizes[:k])
+            for base in self.bases[:k]:
+                self.cache.pop(base, None)
+            for arr in (self.bases, self.lasts, self.cum_ts, self.segs, self.poss, self.sizes):
+                del arr[:k]
+
+    def drop_index_from(self, offset: int) -> None:
+        """Forget batches starting at or after `offset` (replay cut back by a checkpoint)."""
+        k = bisect_left(self.bases, offset)
+        if k < len(self.bases):
+            self.size_bytes -= sum(self.sizes[k:])
+            for base in self.bases[k:]:
+                self.cache.pop(base, None)
+            for arr in (self.bases, self.lasts, self.cum_ts, self.segs, self.poss, self.sizes):
+                del arr[k:]
+
+
+class _Segment:
+    __slots__ = ("number", "path", "size", "streams")
+
+    def __init__(self, number: int, path: Path, size: int = 0) -> None:
+        self.number = number
+        self.path = path
+        self.size = size
+        self.streams: dict[int, int] = {}  # stream id -> highest last offset of its batches here
+
+
+class _Group:
+    """Appends that share one write and one fsync."""
+
+    __slots__ = ("items", "nbytes", "done", "error")
+
+    def __init__(self) -> None:
+        # item: (record type, stream id, base, last, payload, _Stream | None, max timestamp)
+        self.items: list[tuple[int, int, int, int, bytes, Any, int]] = []
+        self.nbytes = 0
+        self.done = trio.Event()
+        self.error: StorageError | None = None
+
+    async def wait(self) -> None:
+        if not self.done.is_set():
+            await self.done.wait()
+        if self.error is not None:
+            raise type(self.error)(str(self.error))
+
+
+class _PendingAppend:
+    __slots__ = ("result", "_group")
+
+    def __init__(self, result: AppendResult, group: _Group) -> None:
+        self.result = result
+        self._group = group
+
+    async def durable(self) -> AppendResult:
+        await self._group.wait()
+        return self.result
+
+
+class _PendingDuplicate:
+    """A retry of a batch that is itself still waiting for its fsync: resolves with it."""
+
+    __slots__ = ("result", "_store", "_stream", "_rollbacks")
+
+    def __init__(self, result: AppendResult, store: WalLogStore, stream: _Stream) -> None:
+        self.result = result
+        self._store = store
+        self._stream = stream
+        self._rollbacks = stream.rollbacks
+
+    async def durable(self) -> AppendResult:
+        s = self._stream
+        while True:
+            if s.rollbacks != self._rollbacks or s.deleted:
+                raise StorageError("the original of this duplicate batch could not be stored")
+            if s.hw > self.result.last_offset:
+                return self.result
+            await self._store._wait_any((s.id,))
+
+
+class WalLogStore:
+    """LogStore over a local WAL. Create with `WalLogStore.open(...)` (blocking: recovery)."""
+
+    def __init__(self, wal_dir: Path, settings: StorageSettings) -> None:
+        self._dir = wal_dir
+        self._settings = settings
+        self._fsync = settings.fsync
+        self._segment_size = settings.wal_segment_size
+        self._budget = settings.wal_budget
+        self._cache_limit = settings.log_cache_size
+        self._group_cap = max(1, settings.group_commit_bytes)
+        self._streams: dict[int, _Stream] = {}
+        self._next_stream_id = 1
+        self._segments: dict[int, _Segment] = {}
+        self._active: _Segment | None = None
+        self._wfd = -1
+        self._next_segment = 0
+        self._rfds: dict[int, int] = {}
+        self._fds_to_close: list[int] = []
+        self._reads_in_flight = 0
+        self._wal_bytes = 0
+        self._queued_bytes = 0
+        self._groups: deque[_Group] = deque()
+        self._must_roll = False
+        self._roll_requested = False
+        self._cache_fifo: deque[tuple[_Stream, int, int]] = deque()
+        self._cache_bytes = 0
+        self._waiters: dict[int, set[trio.Event]] = {}
+        self._wakeup = trio.Event()
+        self._flush_lock: trio.Lock | None = None
+        self._closing = False
+        self._closed = False
+        self._flusher_running = False
+        # counters for status()
+        self.fsyncs = 0
+        self.flushes = 0
+        self.durable_appends = 0
+        self.durable_bytes = 0
+        self.failed_flushes = 0
+        self.last_error: str | None = None
+
+    # --- opening and recovery ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, wal_dir: Path, settings: StorageSettings) -> WalLogStore:
+        wal_dir.mkdir(parents=True, exist_ok=True)
+        store = cls(wal_dir, settings)
+        store._recover()
+        return store
+
+    def _recover(self) -> None:
+        found = list_segments(self._dir)
+        streams = self._streams
+        replayed = truncated = 0
+        for k, (number, path) in enumerate(found):
+            self._next_segment = number + 1
+            data = path.read_bytes()
+            seg = _Segment(number, path)
+            result = fmt.ScanResult()
+            for rec in fmt.scan(data, result):
+                self._replay(rec, seg)
+            replayed += result.records
+            if result.good_end < len(data):
+                truncated += 1
+                log.warning(
+                    "wal_tail_truncated", segment=path.name, last=k == len(found) - 1, records_kept=result.records,
+                    good_bytes=result.good_end, dropped_bytes=len(data) - result.good_end, reason=result.problem,
+                )
+                truncate_file(path, result.good_end, fsync=self._fsync)
+            seg.size = result.good_end
+            if seg.size == 0:
+                path.unlink()
+                continue
+            self._segments[number] = seg
+            self._wal_bytes += seg.size
+        for s in streams.values():
+            s.drop_index_before(s.log_start)
+            s.hw = s.log_end
+            s.producers.evict_before(s.log_start)
+        log.info(
+            "wal_recovered", segments=len(self._segments), records=replayed, truncated_segments=truncated,
+            streams=len(streams), wal_bytes=self._wal_bytes,
+        )
+        # Always continue in a fresh segment that starts with the recovered state.
+        checkpoint = self._checkpoint_record()
+        fd, seg = self._open_segment_sync(checkpoint)
+        self._install_segment(fd, seg)
+        self._collect()
+
+    def _replay(self, rec: fmt.WalRecord, seg: _Segment) -> None:
+        streams = self._streams
+        t = rec.type
+        if t == fmt.REC_BATCH:
+            s = streams.get(rec.stream_id)
+            if s is None or rec.base < s.log_end:
+                return  # data of a deleted stream, or cut back by a later checkpoint already
+            payload = rec.payload
+            h = _BATCH_HEADER.unpack_from(payload, 0)
+            s.add_index(rec.base, rec.last, h[8], seg.number, rec.pos + fmt.HEADER_SIZE, len(payload))
+            if h[9] >= 0:
+                s.producers.replay(h[9], h[10], h[11], h[6], rec.base, h[8])
+            s.log_end = rec.last + 1
+            seg.streams[s.id] = rec.last
+        elif t == fmt.REC_CHECKPOINT:
+            ckpt = fmt.unpack_payload(rec.payload)
+            self._next_stream_id = max(self._next_stream_id, ckpt["next_stream_id"])
+            listed = set()
+            for sid, name, lat, log_start, log_end in ckpt["streams"]:
+                listed.add(sid)
+                s = streams.get(sid)
+                if s is None:
+                    s = streams[sid] = _Stream(sid, name, lat, log_start, log_end)
+                s.name, s.lat = name, lat
+                s.log_start = max(s.log_start, log_start)
+                if s.log_end > log_end:
+                    s.drop_index_from(log_end)
+                    s.producers.truncate(log_end)
+                s.log_end = log_end
+            for sid in [sid for sid in streams if sid not in listed]:
+                del streams[sid]
+        elif t == fmt.REC_CREATE:
+            info = fmt.unpack_payload(rec.payload)
+            streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
+            self._next_stream_id = max(self._next_stream_id, rec.stream_id + 1)
+        elif t == fmt.REC_DELETE:
+            streams.pop(rec.stream_id, None)
+        elif t == fmt.REC_LOG_START:
+            s = streams.get(rec.stream_id)
+            if s is not None and rec.base > s.log_start:
+                s.log_start = rec.base
+        elif t == fmt.REC_CONFIG:
+            s = streams.get(rec.stream_id)
+            if s is not None:
+                s.lat = fmt.unpack_payload(rec.payload)["lat"]
+
+    # --- segments -----------------------------------------------------------------------------
+
+    def _checkpoint_record(self) -> bytes:
+        """The durable catalogue, as the first record of a new segment."""
+        streams = [[s.id, s.name, s.lat, s.log_start, s.hw] for s in self._streams.values()]
+        payload = fmt.pack_payload({"next_stream_id": self._next_stream_id, "streams": streams})
+        return fmt.encode_record(fmt.REC_CHECKPOINT, 0, 0, 0, payload)
+
+    def _open_segment_sync(self, first: bytes) -> tuple[int, _Segment]:
+        """Create the next segment file holding `first`, durably (blocking)."""
+        number = self._next_segment
+        self._next_segment += 1
+        path = self._dir / segment_name(number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            pwrite_all(fd, first, 0)
+            if self._fsync:
+                os.fsync(fd)
+                fsync_dir(self._dir)
+        except BaseException:
+            os.close(fd)
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            raise
+        return fd, _Segment(number, path, len(first))
+
+    def _install_segment(self, fd: int, seg: _Segment) -> None:
+        if self._wfd >= 0:
+            os.close(self._wfd)
+        self._wfd = fd
+        self._active = seg
+        self._segments[seg.number] = seg
+        self._wal_bytes += seg.size
+        self._must_roll = False
+        self._roll_requested = False
+
+    def _segment_dead(self, seg: _Segment) -> bool:
+        streams = self._streams
+        for sid, last in seg.streams.items():
+            s = streams.get(sid)
+            if s is not None and s.log_start <= last:
+                return False
+        return True
+
+    def _collect(self) -> None:
+        """Delete segments holding only dead data; ask for a roll if the active one is dead."""
+        for seg in list(self._segments.values()):
+            if seg is self._active:
+                if seg.streams and self._segment_dead(seg):
+                    self._roll_requested = True
+                    self._wakeup.set()
+                continue
+            if self._segment_dead(seg):
+                del self._segments[seg.number]
+                self._wal_bytes -= seg.size
+                fd = self._rfds.pop(seg.number, None)
+                if fd is not None:
+                    self._fds_to_close.append(fd)
+                try:
+                    seg.path.unlink()
+                except OSError as e:
+                    log.warning("wal_segment_delete_failed", segment=seg.path.name, error=e)
+                log.info("wal_segment_deleted", segment=seg.path.name, bytes=seg.size)
+        self._close_deferred()
+
+    def _close_deferred(self) -> None:
+        if self._reads_in_flight == 0 and self._fds_to_close:
+            for fd in self._fds_to_close:
+                os.close(fd)
+            self._fds_to_close.clear()
+
+    # --- appends ------------------------------------------------------------------------------
+
+    def _stream(self, stream_id: int) -> _Stream:
+        s = self._streams.get(stream_id)
+        if s is None or s.deleting:
+            raise StreamNotFoundError(f"stream {stream_id} does not exist")
+        return s
+
+    def _stage(self, item: tuple[int, int, int, int, bytes, Any, int]) -> _Group:
+        if self._closing:
+            raise StorageError("storage is closed")
+        groups = self._groups
+        if not groups or groups[-1].nbytes >= self._group_cap:
+            groups.append(_Group())
+        g = groups[-1]
+        g.items.append(item)
+        size = len(item[4]) + fmt.HEADER_SIZE
+        g.nbytes += size
+        self._queued_bytes += size
+        self._wakeup.set()
+        return g
+
+    def append(self, stream_id: int, batch: bytes | memoryview, *, now_ms: int) -> _PendingAppend | _PendingDuplicate:
+        s = self._streams.get(stream_id)
+        if s is None or s.deleting:
+            raise StreamNotFoundError(f"stream {stream_id} does not exist")
+        size = len(batch)
+        if self._wal_bytes + self._queued_bytes + size + fmt.HEADER_SIZE > self._budget:
+            raise StorageFullError(
+                f"WAL budget of {self._budget} bytes is spent ({self._wal_bytes} on disk, {self._queued_bytes} queued)"
+            )
+        if self._closing:
+            raise StorageError("storage is closed")
+        h = _BATCH_HEADER.unpack_from(batch, 0)
+        last_delta = h[6]
+        producer_id = h[9]
+        base = s.log_end
+        if producer_id >= 0:
+            dup = s.producers.check(producer_id, h[10], h[11], last_delta)
+            if dup is not None:
+                dup_base, dup_last = dup[3], dup[4]
+                if dup_last < s.hw:
+                    raise DuplicateBatchError(dup_base, dup_last)
+                result = AppendResult(dup_base, dup_last, now_ms if s.lat else -1, s.log_start, duplicate=True)
+                return _PendingDuplicate(result, self, s)
+        if s.lat:
+            buf = bytearray(batch)
+            records.stamp_log_append_time(buf, now_ms)
+            records.set_base_offset(buf, base)
+            data = bytes(buf)
+            max_ts = now_ms
+        else:
+            data = records.with_base_offset(batch, base)
+            max_ts = h[8]
+        last = base + last_delta
+        if producer_id >= 0:
+            s.producers.record(producer_id, h[10], h[11], last_delta, base, max_ts)
+        s.log_end = last + 1
+        g = self._stage((fmt.REC_BATCH, stream_id, base, last, data, s, max_ts))
+        return _PendingAppend(AppendResult(base, last, now_ms if s.lat else -1, s.log_start), g)
+
+    async def create_stream(self, name: str, *, log_append_time: bool = False) -> int:
+        sid = self._next_stream_id
+        self._next_stream_id += 1
+        s = _Stream(sid, name, log_append_time)
+        payload = fmt.pack_payload({"name": name, "lat": log_append_time})
+        await self._stage((fmt.REC_CREATE, sid, 0, 0, payload, s, 0)).wait()
+        return sid
+
+    async def delete_stream(self, stream_id: int) -> None:
+        s = self._stream(stream_id)
+        s.deleting = True
+        try:
+            await self._stage((fmt.REC_DELETE, stream_id, 0, 0, b"", s, 0)).wait()
+        except BaseException:
+            if not s.deleted:
+                s.deleting = False
+            raise
+
+    def set_log_append_time(self, stream_id: int, enabled: bool) -> None:
+        """Takes effect at once; durable with the next group commit (best effort)."""
+        s = self._stream(stream_id)
+        if s.lat != enabled:
+            s.lat = enabled
+            self._stage((fmt.REC_CONFIG, stream_id, 0, 0, fmt.pack_payload({"lat": enabled}), s, 0))
+
+    async def delete_records(self, stream_id: int, before_offset: int) -> int:
+        s = self._stream(stream_id)
+        if before_offset == -1:  # Kafka: up to the high watermark
+            before_offset = s.hw
+        if before_offset < 0 or before_offset > s.hw:
+            raise OffsetOutOfRangeError(before_offset, s.log_start, s.hw)
+        if before_offset <= s.log_start:
+            return s.log_start
+        await self._stage((fmt.REC_LOG_START, stream_id, before_offset, 0, b"", s, 0)).wait()
+        return s.log_start
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def streams(self) -> Mapping[int, StreamInfo]:
+        return {
+            s.id: StreamInfo(s.id, s.name, StreamOffsets(s.log_start, s.hw, s.log_end), s.size_bytes, s.lat)
+            for s in self._streams.values()
+            if not s.deleting
+        }
+
+    def offsets(self, stream_id: int) -> StreamOffsets:
+        s = self._stream(stream_id)
+        return StreamOffsets(s.log_start, s.hw, s.log_end)
+
+    def producer_state(self, stream_id: int) -> Mapping[int, Any]:
+        return self._stream(stream_id).producers.view()
+
+    async def read(self, stream_id: int, offset: int, max_bytes: int) -> ReadResult:
+        s = self._stream(stream_id)
+        hw, log_start = s.hw, s.log_start
+        if offset < log_start or offset > hw:
+            raise OffsetOutOfRangeError(offset, log_start, hw)
+        bases = s.bases
+        n = len(bases)
+        i = bisect_right(bases, offset) - 1
+        if i < 0:
+            i = 0
+        elif s.lasts[i] < offset:
+            i += 1
+        out: list[Any] = []
+        missing: list[tuple[int, int, int, int, int]] = []
+        total = 0
+        sizes, cache = s.sizes, s.cache
+        while i < n:
+            size = sizes[i]
+            if out and total + size > max_bytes:
+                break
+            base = bases[i]
+            data = cache.get(base)
+            if data is None:
+                missing.append((len(out), s.segs[i], s.poss[i], size, base))
+            out.append(data)
+            total += size
+            i += 1
+        if missing:
+            await self._read_files(s, missing, out)
+        return ReadResult(out, hw, log_start)
+
+    async def _read_files(self, s: _Stream, missing: list[tuple[int, int, int, int, int]], out: list[Any]) -> None:
+        jobs = []
+        for slot, seg_no, pos, size, base in missing:
+            fd = self._rfds.get(seg_no)
+            if fd is None:
+                seg = self._segments.get(seg_no)
+                if seg is None:
+                    raise OffsetOutOfRangeError(base, s.log_start, s.hw)
+                fd = self._rfds[seg_no] = os.open(seg.path, os.O_RDONLY)
+            jobs.append((slot, fd, pos, size, base))
+
+        def work() -> None:
+            for slot, fd, pos, size, base in jobs:
+                data = pread_exact(fd, size, pos)
+                if data[:8] != base.to_bytes(8, "big", signed=True):
+                    raise StorageError(f"WAL batch at {pos} does not hold offset {base}")
+                out[slot] = data
+
+        self._reads_in_flight += 1
+        try:
+            if sum(j[3] for j in jobs) > THREAD_READ_BYTES:
+                await trio.to_thread.run_sync(work)
+            else:
+                work()
+        except OSError as e:
+            raise StorageError(f"WAL read failed: {e}") from e
+        finally:
+            self._reads_in_flight -= 1
+            self._close_deferred()
+
+    async def offset_for_timestamp(self, stream_id: int, timestamp: int) -> tuple[int, int] | None:
+        """First record with timestamp >= `timestamp` (exact for uncompressed CreateTime batches,
+        else the batch's first offset with its max timestamp)."""
+        s = self._stream(stream_id)
+        if timestamp == -2:  # Kafka's EARLIEST
+            return s.log_start, -1
+        if timestamp == -1:  # Kafka's LATEST
+            return s.hw, -1
+        i = bisect_left(s.cum_ts, timestamp)
+        if i >= len(s.bases):
+            return None
+        base, max_ts = s.bases[i], s.cum_ts[i]
+        start = max(base, s.log_start)
+        batch = (await self.read(stream_id, start, 1)).batches[0]
+        h = records.read_header(batch)
+        if h.compression or h.log_append_time:
+            return start, max_ts
+        for rec in records.decode_records(batch):
+            if rec.offset >= start and rec.timestamp >= timestamp:
+                return rec.offset, rec.timestamp
+        return start, max_ts
+
+    async def wait_for_data(self, interests: Mapping[int, int]) -> None:
+        streams = self._streams
+        while True:
+            for sid, offset in interests.items():
+                s = streams.get(sid)
+                if s is None or s.deleting or s.hw > offset:
+                    return
+            await self._wait_any(interests.keys())
+
+    async def _wait_any(self, stream_ids: Any) -> None:
+        ev = trio.Event()
+        waiters = self._waiters
+        ids = list(stream_ids)
+        for sid in ids:
+            waiters.setdefault(sid, set()).add(ev)
+        try:
+            await ev.wait()
+        finally:
+            for sid in ids:
+                ws = waiters.get(sid)
+                if ws is not None:
+                    ws.discard(ev)
+                    if not ws:
+                        del waiters[sid]
+
+    def _wake(self, sid: int) -> None:
+        ws = self._waiters.pop(sid, None)
+        if ws:
+            for ev in ws:
+                ev.set()
+
+    def _wake_all(self) -> None:
+        for sid in list(self._waiters):
+            self._wake(sid)
+
+    # --- the flusher --------------------------------------------------------------------------
+
+    async def run_flusher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        if self._flush_lock is None:
+            self._flush_lock = trio.Lock()
+        self._flusher_running = True
+        task_status.started()
+        try:
+            while not self._closed:
+                if not self._groups and not self._roll_requested:
+                    self._wakeup = trio.Event()
+                    await self._wakeup.wait()
+                    continue
+                async with self._flush_lock:
+                    if self._closed:
+                        break
+                    ok = await self._flush_once()
+                if not ok:
+                    await trio.sleep(RETRY_DELAY)
+        finally:
+            self._flusher_running = False
+
+    async def _flush_once(self) -> bool:
+        """Write, fsync and publish queued groups (at least one). False if the write failed."""
+        groups: list[_Group] = []
+        nbytes = 0
+        while self._groups and (not groups or nbytes + self._groups[0].nbytes <= self._group_cap):
+            g = self._groups.popleft()
+            groups.append(g)
+            nbytes += g.nbytes
+        items = [item for g in groups for item in g.items]
+        active = self._active
+        assert active is not None
+        roll = self._must_roll or self._roll_requested or active.size >= self._segment_size
+        if not items and not roll:
+            return True
+        checkpoint = self._checkpoint_record() if roll else b""
+        start = 0 if roll else active.size
+        fd = self._wfd
+        do_fsync = self._fsync
+
+        def write() -> tuple[int, _Segment | None, list[int], int]:
+            new_fd, new_seg = (self._open_segment_sync(checkpoint) if roll else (fd, None))
+            pos = new_seg.size if new_seg is not None else start
+            parts: list[bytes] = []
+            positions: list[int] = []
+            encode = fmt.encode_header
+            hsize = fmt.HEADER_SIZE
+            for t, sid, base, last, payload, _s, _ts in items:
+                parts.append(encode(t, sid, base, last, payload))
+                parts.append(payload)
+                pos += hsize
+                positions.append(pos)
+                pos += len(payload)
+            buf = b"".join(parts)
+            try:
+                if buf:
+                    pwrite_all(new_fd, buf, pos - len(buf))
+                    if do_fsync:
+                        os.fsync(new_fd)
+            except BaseException:
+                if new_seg is not None:  # nothing in it was acknowledged: drop it
+                    os.close(new_fd)
+                    try:
+                        new_seg.path.unlink()
+                    except OSError:
+                        pass
+                raise
+            return new_fd, new_seg, positions, len(buf)
+
+        with trio.CancelScope(shield=True):
+            try:
+                new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
+            except OSError as e:
+                await self._fail(groups, e)
+                return False
+            self._publish(groups, items, new_fd, new_seg, positions, written, roll)
+        return True
+
+    def _publish(
+        self, groups: list[_Group], items: list[Any], new_fd: int, new_seg: _Segment | None,
+        positions: list[int], written: int, roll: bool,
+    ) -> None:
+        if new_seg is not None:
+            old = self._active
+            self._install_segment(new_fd, new_seg)
+            if self._fsync:
+                self.fsyncs += 1  # the new segment's checkpoint (+ directory) fsync
+            log.info("wal_segment_rolled", segment=new_seg.path.name, previous=old.path.name if old else None)
+        seg = self._active
+        assert seg is not None
+        seg.size += written
+        self._wal_bytes += written
+        queued = sum(g.nbytes for g in groups)
+        self._queued_bytes -= queued
+        if written and self._fsync:
+            self.fsyncs += 1
+        self.flushes += 1
+        cache_limit = self._cache_limit
+        fifo = self._cache_fifo
+        cache_bytes = self._cache_bytes
+        seg_no = seg.number
+        seg_streams = seg.streams
+        touched: set[int] = set()
+        batches = 0
+        collect = False
+        for (t, sid, base, last, payload, s, max_ts), pos in zip(items, positions, strict=True):
+            if t == fmt.REC_BATCH:
+                if s.deleted:
+                    continue
+                size = len(payload)
+                s.add_index(base, last, max_ts, seg_no, pos, size)
+                s.hw = last + 1
+                seg_streams[sid] = last
+                touched.add(sid)
+                batches += 1
+                if cache_limit:
+                    s.cache[base] = payload
+                    fifo.append((s, base, size))
+                    cache_bytes += size
+            elif t == fmt.REC_CREATE:
+                self._streams[sid] = s
+            elif t == fmt.REC_DELETE:
+                s.deleted = True
+                self._streams.pop(sid, None)
+                s.cache.clear()
+                touched.add(sid)
+                collect = True
+            elif t == fmt.REC_LOG_START:
+                if base > s.log_start:
+                    s.log_start = base
+                    s.drop_index_before(base)
+                    s.producers.evict_before(base)
+                    collect = True
+        while cache_bytes > cache_limit and fifo:
+            s, base, size = fifo.popleft()
+            if s.cache.pop(base, None) is not None:
+                cache_bytes -= size
+        self._cache_bytes = cache_bytes
+        self.durable_appends += batches
+        self.durable_bytes += written
+        for g in groups:
+            g.done.set()
+        for sid in touched:
+            self._wake(sid)
+        if collect or roll:
+            if collect:
+                self._rebuild_cache_fifo()
+            self._collect()
+
+    def _rebuild_cache_fifo(self) -> None:
+        """Drop cache bookkeeping of deleted/trimmed batches (rare: after deletes)."""
+        fifo = deque(e for e in self._cache_fifo if not e[0].deleted and e[1] in e[0].cache)
+        self._cache_fifo = fifo
+        self._cache_bytes = sum(e[2] for e in fifo)
+
+    async def _fail(self, groups: list[_Group], exc: OSError) -> None:
+        full = exc.errno in _FULL_ERRNOS
+        cls = StorageFullError if full else StorageError
+        error = cls(f"WAL write failed: {exc}")
+        failed = groups + list(self._groups)
+        self._groups.clear()
+        self._queued_bytes = 0
+        appends = 0
+        for g in failed:
+            g.error = error
+            for t, _sid, _b, _l, _p, s, _ts in g.items:
+                if t == fmt.REC_BATCH:
+                    appends += 1
+                elif t == fmt.REC_DELETE and not s.deleted:
+                    s.deleting = False
+            g.done.set()
+        for s in self._streams.values():
+            if s.log_end > s.hw:
+                s.log_end = s.hw
+                s.producers.truncate(s.hw)
+                s.rollbacks += 1
+        self.failed_flushes += 1
+        self.last_error = str(error)
+        self._must_roll = True
+        active = self._active
+        log.error("wal_write_failed", error=exc, groups=len(failed), appends=appends,
+                  segment=active.path.name if active else None)
+        self._wake_all()
+        if active is not None:  # best effort: cut the abandoned tail (the checkpoint makes it moot)
+            try:
+                await trio.to_thread.run_sync(truncate_file, active.path, active.size)
+            except OSError:
+                pass
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closing = True
+        if self._flush_lock is None:
+            self._flush_lock = trio.Lock()
+        async with self._flush_lock:
+            while self._groups:
+                await self._flush_once()
+            self._closed = True
+        self._wakeup.set()
+        self._wake_all()
+        if self._wfd >= 0:
+            os.close(self._wfd)
+            self._wfd = -1
+        for fd in self._rfds.values():
+            self._fds_to_close.append(fd)
+        self._rfds.clear()
+        self._close_deferred()
+
+    def abandon(self) -> None:
+        """Release file descriptors without flushing (tests: a crash without close)."""
+        self._closed = self._closing = True
+        for fd in [self._wfd, *self._rfds.values(), *self._fds_to_close]:
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._wfd = -1
+        self._rfds.clear()
+        self._fds_to_close.clear()
+
+    @property
+    def wal_bytes(self) -> int:
+        return self._wal_bytes
+
+    @property
+    def wal_segments(self) -> int:
+        return len(self._segments)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "wal_bytes": self._wal_bytes,
+            "wal_segments": len(self._segments),
+            "queued_bytes": self._queued_bytes,
+            "cache_bytes": self._cache_bytes,
+            "fsyncs": self.fsyncs,
+            "flushes": self.flushes,
+            "durable_appends": self.durable_appends,
+            "failed_flushes": self.failed_flushes,
+        }
+
+
+__all__ = ["WalLogStore"]

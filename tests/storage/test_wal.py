@@ -1,0 +1,351 @@
+"""WAL log store: appends, reads, group commit, failures, idempotence, deletes, budget."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import trio
+
+from appliance.errors import (
+    DuplicateBatchError,
+    InvalidProducerEpochError,
+    OffsetOutOfRangeError,
+    OutOfOrderSequenceError,
+    StorageError,
+    StorageFullError,
+    StreamNotFoundError,
+)
+from appliance.kafka.records import build_batch, read_header, validate_batch, with_base_offset
+from appliance.storage.ports import LogStore, MetaStore, PendingAppend
+
+from .conftest import NOW, batch, running
+
+
+async def test_ports_are_implemented(tmp_path):
+    async with running(tmp_path) as st:
+        assert isinstance(st.logs, LogStore)
+        assert isinstance(st.meta, MetaStore)
+        sid = await st.logs.create_stream("a-0")
+        assert isinstance(st.logs.append(sid, batch(), now_ms=NOW), PendingAppend)
+
+
+async def test_read_semantics(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("orders-0")
+        sent = [batch(3, value=b"x%d" % i) for i in range(5)]
+        results = [await logs.append(sid, b, now_ms=NOW).durable() for b in sent]
+        assert [(r.base_offset, r.last_offset) for r in results] == [(i * 3, i * 3 + 2) for i in range(5)]
+        stored = [with_base_offset(b, r.base_offset) for b, r in zip(sent, results, strict=True)]
+
+        everything = await logs.read(sid, 0, 1 << 20)
+        assert everything.batches == stored and everything.high_watermark == 15 and everything.log_start == 0
+        # an offset inside a batch returns the whole batch
+        inside = await logs.read(sid, 7, 1)
+        assert inside.batches == [stored[2]]
+        # at least one batch even when max_bytes is smaller, then only what fits
+        two = await logs.read(sid, 3, len(stored[1]) + len(stored[2]))
+        assert two.batches == stored[1:3]
+        assert (await logs.read(sid, 15, 1000)).batches == []
+        with pytest.raises(OffsetOutOfRangeError):
+            await logs.read(sid, 16, 1000)
+        with pytest.raises(OffsetOutOfRangeError):
+            await logs.read(sid, -1, 1000)
+        with pytest.raises(StreamNotFoundError):
+            await logs.read(999, 0, 1000)
+        with pytest.raises(StreamNotFoundError):
+            logs.append(999, batch(), now_ms=NOW)
+
+
+async def test_appends_are_invisible_until_durable(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("a-0")
+        pending = logs.append(sid, batch(4), now_ms=NOW)
+        assert pending.result.base_offset == 0
+        offs = logs.offsets(sid)
+        assert (offs.high_watermark, offs.log_end) == (0, 4)
+        assert (await logs.read(sid, 0, 1000)).batches == []
+        await pending.durable()
+        assert logs.offsets(sid).high_watermark == 4
+        assert len((await logs.read(sid, 0, 1000)).batches) == 1
+
+
+async def test_concurrent_appends_share_fsyncs(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sids = [await logs.create_stream(f"t-{i}") for i in range(4)]
+        before = st.status()
+        n = 400
+        done = []
+
+        async def producer(k: int) -> None:
+            for j in range(n // 40):
+                r = await logs.append(sids[(k + j) % 4], batch(16, value=b"y" * 50), now_ms=NOW).durable()
+                done.append(r)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for k in range(40):
+                    nursery.start_soon(producer, k)
+        after = st.status()
+        assert len(done) == n
+        assert after.durable_appends - before.durable_appends == n
+        fsyncs = after.fsyncs - before.fsyncs
+        assert 1 <= fsyncs <= n // 8, fsyncs  # 40 concurrent producers: groups of ~40 appends
+        # every stream's offsets are dense and its batches intact
+        for sid in sids:
+            read = await logs.read(sid, 0, 1 << 30)
+            bases = [read_header(b).base_offset for b in read.batches]
+            assert bases == list(range(0, 16 * len(bases), 16))
+            for b in read.batches:
+                validate_batch(b)
+
+
+async def test_wait_for_data_wakes_on_durable_append(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        a = await logs.create_stream("a-0")
+        b = await logs.create_stream("b-0")
+        woke = []
+
+        async def fetcher() -> None:
+            await logs.wait_for_data({a: 0, b: 0})
+            woke.append(logs.offsets(b).high_watermark)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(fetcher)
+                await trio.sleep(0.05)
+                assert woke == []
+                await logs.append(b, batch(2), now_ms=NOW).durable()
+        assert woke == [2]
+        # already satisfied: returns at once; a bounded wait with no data times out
+        with trio.fail_after(1):
+            await logs.wait_for_data({b: 1})
+        with trio.move_on_after(0.05) as scope:
+            await logs.wait_for_data({a: 0, b: 2})
+        assert scope.cancelled_caught
+        # deletion wakes waiters too
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(logs.wait_for_data, {a: 0})
+                await trio.sleep(0.01)
+                await logs.delete_stream(a)
+
+
+async def test_offset_for_timestamp(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        for stamps in ([1000, 1001], [2000, 2500, 2200], [3000]):
+            data = build_batch([(None, b"v", [])] * len(stamps), timestamp_ms=stamps)
+            await logs.append(sid, data, now_ms=NOW).durable()
+        assert await logs.offset_for_timestamp(sid, 0) == (0, 1000)
+        assert await logs.offset_for_timestamp(sid, 1001) == (1, 1001)
+        assert await logs.offset_for_timestamp(sid, 1500) == (2, 2000)
+        assert await logs.offset_for_timestamp(sid, 2300) == (3, 2500)
+        assert await logs.offset_for_timestamp(sid, 3000) == (5, 3000)
+        assert await logs.offset_for_timestamp(sid, 3001) is None
+        assert await logs.offset_for_timestamp(sid, -2) == (0, -1)
+        assert await logs.offset_for_timestamp(sid, -1) == (6, -1)
+        await logs.delete_records(sid, 4)
+        assert await logs.offset_for_timestamp(sid, 0) == (4, 2200)
+
+
+async def test_log_append_time_streams_stamp_batches(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("lat-0", log_append_time=True)
+        r = await logs.append(sid, batch(2, ts=5), now_ms=NOW).durable()
+        assert r.log_append_time == NOW
+        (stored,) = (await logs.read(sid, 0, 1000)).batches
+        h = validate_batch(stored)  # CRC recomputed
+        assert h.log_append_time and h.max_timestamp == NOW
+        logs.set_log_append_time(sid, False)
+        r = await logs.append(sid, batch(1, ts=5), now_ms=NOW).durable()
+        assert r.log_append_time == -1
+    async with running(tmp_path) as st:
+        assert st.logs.streams()[sid].log_append_time is False
+
+
+async def test_delete_records_moves_log_start_durably(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        for _ in range(4):
+            await logs.append(sid, batch(5), now_ms=NOW).durable()
+        assert await logs.delete_records(sid, 7) == 7
+        assert await logs.delete_records(sid, 3) == 7  # never moves back
+        with pytest.raises(OffsetOutOfRangeError):
+            await logs.delete_records(sid, 21)
+        with pytest.raises(OffsetOutOfRangeError):
+            await logs.read(sid, 6, 1000)
+        first = (await logs.read(sid, 7, 1)).batches[0]
+        assert read_header(first).base_offset == 5  # the batch holding offset 7
+        assert logs.streams()[sid].size_bytes == 3 * len(first)
+    async with running(tmp_path) as st:
+        offs = st.logs.offsets(sid)
+        assert (offs.log_start, offs.high_watermark) == (7, 20)
+        assert await st.logs.delete_records(sid, -1) == 20
+        assert (await st.logs.read(sid, 20, 1000)).batches == []
+
+
+async def test_delete_stream_reclaims_segments_and_ids_are_not_reused(tmp_path):
+    async with running(tmp_path, wal_segment_size=4096) as st:
+        logs = st.logs
+        keep = await logs.create_stream("keep-0")
+        gone = await logs.create_stream("gone-0")
+        for _ in range(40):
+            await logs.append(gone, batch(4, value=b"z" * 100), now_ms=NOW).durable()
+        await logs.append(keep, batch(), now_ms=NOW).durable()
+        full = st.status().wal_bytes
+        assert st.status().wal_segments > 3
+        await logs.delete_stream(gone)
+        assert gone not in logs.streams()
+        with pytest.raises(StreamNotFoundError):
+            await logs.read(gone, 0, 1000)
+        with pytest.raises(StreamNotFoundError):
+            logs.append(gone, batch(), now_ms=NOW)
+        await logs.append(keep, batch(), now_ms=NOW).durable()
+        assert st.status().wal_bytes < full / 2
+    async with running(tmp_path) as st:
+        assert set(st.logs.streams()) == {keep}
+        assert await st.logs.create_stream("new-0") > gone
+        assert len((await st.logs.read(keep, 0, 1 << 20)).batches) == 2
+
+
+async def test_budget_pushes_back_then_recovers_when_space_frees(tmp_path):
+    async with running(tmp_path, wal_segment_size=8 << 10, wal_budget=64 << 10) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        acked = 0
+        with pytest.raises(StorageFullError):
+            for _ in range(1000):
+                await logs.append(sid, batch(4, value=b"q" * 200), now_ms=NOW).durable()
+                acked += 1
+        assert 0 < acked < 1000
+        assert st.status().wal_bytes <= 64 << 10
+        assert logs.offsets(sid).high_watermark == logs.offsets(sid).log_end  # nothing half-taken
+        await logs.delete_records(sid, -1)  # consumers are done: every segment dies
+        with trio.fail_after(5):
+            while st.status().wal_bytes > 32 << 10:
+                await trio.sleep(0.01)
+        r = await logs.append(sid, batch(4, value=b"q" * 200), now_ms=NOW).durable()
+        assert r.base_offset == acked * 4
+
+
+class FlakyFsync:
+    """Fails the next `failures` fsyncs with `err`, then behaves."""
+
+    def __init__(self, monkeypatch, err: int, failures: int = 1) -> None:
+        self.real = os.fsync
+        self.err = err
+        self.failures = failures
+        monkeypatch.setattr(os, "fsync", self)
+
+    def __call__(self, fd: int) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(self.err, os.strerror(self.err))
+        self.real(fd)
+
+
+@pytest.mark.parametrize("err, error_type", [(errno.EIO, StorageError), (errno.ENOSPC, StorageFullError)])
+async def test_fsync_failure_fails_appends_and_rolls_back(tmp_path, monkeypatch, err, error_type):
+    sent = [batch(2, value=b"n%d" % i, pid=5, epoch=0, seq=2 * i) for i in range(6)]
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        await logs.append(sid, sent[0], now_ms=NOW).durable()
+        flaky = FlakyFsync(monkeypatch, err)
+        pendings = [logs.append(sid, b, now_ms=NOW) for b in sent[1:3]]
+        for p in pendings:
+            with pytest.raises(error_type):
+                await p.durable()
+        assert flaky.failures == 0
+        offs = logs.offsets(sid)
+        assert (offs.high_watermark, offs.log_end) == (2, 2)  # rolled back, nothing exposed
+        assert len((await logs.read(sid, 0, 1 << 20)).batches) == 1
+        assert st.status().last_error and "WAL write failed" in st.status().last_error
+        # the producer retries: same offsets, sequence accepted again
+        retried = [await logs.append(sid, b, now_ms=NOW).durable() for b in sent[1:4]]
+        assert [r.base_offset for r in retried] == [2, 4, 6]
+    async with running(tmp_path) as st:
+        read = await st.logs.read(sid, 0, 1 << 20)
+        assert read.batches == [with_base_offset(b, 2 * i) for i, b in enumerate(sent[:4])]
+        r = await st.logs.append(sid, sent[4], now_ms=NOW).durable()
+        assert r.base_offset == 8
+
+
+async def test_failed_write_in_new_segment_is_discarded(tmp_path, monkeypatch):
+    async with running(tmp_path, wal_segment_size=1024) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        for _ in range(3):
+            await logs.append(sid, batch(4, value=b"w" * 100), now_ms=NOW).durable()
+        FlakyFsync(monkeypatch, errno.EIO, failures=3)
+        for _ in range(3):
+            with pytest.raises(StorageError):
+                await logs.append(sid, batch(1), now_ms=NOW).durable()
+        await logs.append(sid, batch(4, value=b"after"), now_ms=NOW).durable()
+        hw = logs.offsets(sid).high_watermark
+        assert hw == 16
+    async with running(tmp_path) as st:
+        assert st.logs.offsets(sid).high_watermark == 16
+        bases = [read_header(b).base_offset for b in (await st.logs.read(sid, 0, 1 << 20)).batches]
+        assert bases == [0, 4, 8, 12]
+
+
+async def test_idempotent_producer(tmp_path):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        first = batch(3, pid=42, epoch=0, seq=0)
+        r = await logs.append(sid, first, now_ms=NOW).durable()
+        with pytest.raises(DuplicateBatchError) as dup:
+            logs.append(sid, first, now_ms=NOW)
+        assert (dup.value.base_offset, dup.value.last_offset) == (0, 2)
+        # a retry of a batch still waiting for its fsync resolves with the original
+        second = batch(2, pid=42, epoch=0, seq=3)
+        p1 = logs.append(sid, second, now_ms=NOW)
+        p2 = logs.append(sid, second, now_ms=NOW)
+        assert p2.result.duplicate and p2.result.base_offset == p1.result.base_offset == 3
+        assert (await p2.durable()).last_offset == 4
+        assert logs.offsets(sid).log_end == 5
+        with pytest.raises(OutOfOrderSequenceError):
+            logs.append(sid, batch(1, pid=42, epoch=0, seq=9), now_ms=NOW)
+        await logs.append(sid, batch(1, pid=42, epoch=1, seq=0), now_ms=NOW).durable()  # epoch bump
+        with pytest.raises(InvalidProducerEpochError):
+            logs.append(sid, batch(1, pid=42, epoch=0, seq=5), now_ms=NOW)
+        await logs.append(sid, batch(1), now_ms=NOW).durable()  # non-idempotent: no checks
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        assert r.base_offset == 0
+    async with running(tmp_path) as st:
+        logs = st.logs
+        state = logs.producer_state(sid)[42]
+        assert (state["epoch"], state["last_sequence"]) == (1, 0)
+        with pytest.raises(DuplicateBatchError) as dup:
+            logs.append(sid, batch(1, pid=42, epoch=1, seq=0), now_ms=NOW)
+        assert dup.value.base_offset == 5
+        r = await logs.append(sid, batch(1, pid=42, epoch=1, seq=1), now_ms=NOW).durable()
+        assert r.base_offset == 8
+
+
+async def test_reads_beyond_the_cache_come_from_segment_files(tmp_path):
+    async with running(tmp_path, log_cache_size=4096, wal_segment_size=64 << 10) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        other = await logs.create_stream("u-0")
+        sent = []
+        for i in range(60):
+            b = batch(8, value=b"%d" % i * 300)
+            r = await logs.append(sid, b, now_ms=NOW).durable()
+            await logs.append(other, batch(1), now_ms=NOW).durable()  # interleave streams
+            sent.append(with_base_offset(b, r.base_offset))
+        assert st.status().wal_segments > 2
+        read = await logs.read(sid, 0, 1 << 30)  # > 64 KiB: through a worker thread
+        assert read.batches == sent
+        assert (await logs.read(sid, 9, 1)).batches == [sent[1]]
