@@ -212,7 +212,7 @@ class AdminServer:
             try:
                 request, body = await self._read_request(stream, conn)
             except _TooLarge as e:
-                await self._write(stream, conn, error_response(413, str(e), (("connection", "close"),)))
+                await self._write(stream, conn, error_response(e.status, str(e), (("connection", "close"),)))
                 return
             except h11.RemoteProtocolError as e:
                 if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -249,6 +249,11 @@ class AdminServer:
                     continue
                 if isinstance(event, h11.Request):
                     request = event
+                    # h11 bounds only heads still incomplete in its buffer; one that arrived whole
+                    # in a single read is checked here.
+                    head = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                    if head > MAX_HEAD_BYTES:
+                        raise _TooLarge(f"request head over {MAX_HEAD_BYTES} bytes", 431)
                     length = dict(event.headers).get(b"content-length")
                     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                         raise _TooLarge(f"request body over {MAX_BODY_BYTES} bytes")
@@ -312,7 +317,9 @@ class AdminServer:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, message: str, status: int = 413) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _name(match: re.Match) -> str:
