@@ -95,6 +95,10 @@ class MillstreamApp(App[None]):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
+        # Keyboard-first: the arrow keys move in the tab's main table straight away.
+        main_table = {"topics": "#topics-table", "groups": "#groups-table"}.get(self.tab)
+        if main_table:
+            self.query_one(main_table).focus()
         self.poll()  # show the new tab's data now, not up to a second later
 
     def get_system_commands(self, screen: Screen):

@@ -126,8 +126,10 @@ class OverviewPane(Vertical):
         self.query_one("#bytes-label", Static).update(
             f"bytes in  [b]{human_rate(rates.latest('stored_bytes'), 'B')}[/]   stored {human_bytes(st.stored_bytes)}"
         )
-        self.query_one("#records-spark", Sparkline).data = rates.series("records_total") or [0.0]
-        self.query_one("#bytes-spark", Sparkline).data = rates.series("stored_bytes") or [0.0]
+        # A leading 0 anchors the scale at zero: Sparkline scales from the smallest value, so a
+        # steady flow would otherwise draw like no flow (and a single value as a full bar).
+        self.query_one("#records-spark", Sparkline).data = [0.0, *rates.series("records_total")]
+        self.query_one("#bytes-spark", Sparkline).data = [0.0, *rates.series("stored_bytes")]
         warnings = self.query_one("#warnings", Static)
         if st.warnings:
             warnings.update("\n".join(f"[b yellow]![/] {w}" for w in st.warnings))
