@@ -72,7 +72,10 @@ class Rates:
         s = Sample(st.uptime_s, st.records_total, st.stored_bytes, st.kafka.requests_total)
         if self.samples and s.uptime_s < self.samples[-1].uptime_s:
             self.samples.clear()  # the appliance restarted: old counters mean nothing now
-        self.samples.append(s)
+        if self.samples and s.uptime_s == self.samples[-1].uptime_s:
+            self.samples[-1] = s  # the same moment polled twice (a tab switch right after a tick)
+        else:
+            self.samples.append(s)
 
     def series(self, field: str) -> list[float]:
         out = []
@@ -164,7 +167,7 @@ class TopicsPane(Vertical):
             yield partitions
             configs = DataTable(id="configs-table", cursor_type="row")
             configs.add_column("config", key="key")
-            configs.add_column("value", key="value")
+            configs.add_column("value (*: set on topic)", key="value")
             yield configs
 
     def show(self, topics: Sequence[TopicInfo]) -> None:
