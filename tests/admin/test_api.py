@@ -8,13 +8,14 @@ import socket
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient as KafkaAdmin
 from confluent_kafka.admin import ConfigResource, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.admin.client import AdminAPIError, AdminClient, AdminUnavailable
 from appliance.admin.server import MAX_BODY_BYTES
+from tests.harness import REPO
 
 
 def kafka_admin(app) -> KafkaAdmin:
@@ -218,3 +219,46 @@ def test_unix_socket_listener(make_appliance, tmp_path):
     assert "via-unix" in kafka_topics(app)
     app.stop()
     assert not sock_path.exists()
+
+
+GROUP_APIS = (REPO / "appliance/kafka/api/offset_commit.py").exists()
+
+
+@pytest.mark.skipif(not GROUP_APIS, reason="the consumer-group Kafka APIs are not in this build yet")
+def test_groups_show_members_and_lag_per_partition(appliance):
+    c = AdminClient(appliance.admin_url)
+    c.create_topic("lagging", 2)
+    produce(appliance, "lagging", [b"x"] * 10, partition=0)
+    produce(appliance, "lagging", [b"y"] * 5, partition=1)
+    committer = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "mes-reader",
+                          "enable.auto.commit": False})
+    try:
+        committer.commit(offsets=[TopicPartition("lagging", 0, 4), TopicPartition("lagging", 1, 5)],
+                         asynchronous=False)
+    finally:
+        committer.close()
+
+    g = c.group("mes-reader")
+    assert {(p.topic, p.partition): (p.committed, p.high_watermark, p.lag) for p in g.partitions} == {
+        ("lagging", 0): (4, 10, 6), ("lagging", 1): (5, 5, 0)}
+    assert g.total_lag == 6 and g.members == []
+    fams = _families(c.metrics_text())
+    lag = {(s.labels["group"], s.labels["topic"], s.labels["partition"]): s.value
+           for s in fams["millstream_consumer_group_lag"].samples}
+    assert lag == {("mes-reader", "lagging", "0"): 6, ("mes-reader", "lagging", "1"): 0}
+
+    member = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "live-reader",
+                       "auto.offset.reset": "earliest", "client.id": "historian-1"})
+    try:
+        member.subscribe(["lagging"])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            member.poll(0.2)
+            groups = {g.group_id: g for g in c.groups()}
+            if "live-reader" in groups and groups["live-reader"].state == "Stable":
+                break
+        live = c.group("live-reader")
+        assert live.state == "Stable"
+        assert [m.client_id for m in live.members] == ["historian-1"]
+    finally:
+        member.close()
