@@ -22,7 +22,7 @@ run: venv
 	$(VENV)/bin/millstream run --role plant --data-dir $(DATA)
 
 # command:package pairs; only what is missing gets installed (node may come from elsewhere).
-SYSTEM_TOOLS := kcat:kcat mosquitto:mosquitto mosquitto_pub:mosquitto-clients tmux:tmux node:nodejs npm:npm
+SYSTEM_TOOLS := openssl:openssl kcat:kcat mosquitto:mosquitto mosquitto_pub:mosquitto-clients tmux:tmux node:nodejs npm:npm
 
 system-deps:
 	@pkgs=""; for pair in $(SYSTEM_TOOLS); do \

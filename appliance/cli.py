@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from appliance import __version__, cli_admin
+from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
+    register_security(sub)
     cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API
     return parser
 
@@ -116,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_config_check(args)
         if args.command in handlers:
             return handlers[args.command](args)
-        if getattr(args, "admin_command", None):
-            return args.admin_command(args)
+        if getattr(args, "handler", None):
+            return args.handler(args)
     except ConfigError as e:
         print(f"millstream: config error: {e}", file=sys.stderr)
         return 2

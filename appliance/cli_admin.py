@@ -4,8 +4,8 @@ Each talks to a running appliance through the admin API (`--admin URL`, default
 http://127.0.0.1:9644, or `MILLSTREAM_ADMIN`), prints aligned tables for people and `--json` for
 scripts. Exit status: 0 done, 1 the appliance refused or could not be reached (message on stderr).
 
-`register(subparsers)` adds the commands; each parser stores its handler as `admin_command`, so
-`cli.main` dispatches with one line.
+`register(subparsers)` adds the commands; each parser stores its function as `handler`, which
+`cli.main` calls (the same convention as the other command groups).
 """
 
 from __future__ import annotations
@@ -252,19 +252,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add status, topics, groups and tui to the `millstream` parser."""
     p = sub.add_parser("status", help="show a running appliance's status")
     _common(p)
-    p.set_defaults(admin_command=_guarded(cmd_status))
+    p.set_defaults(handler=_guarded(cmd_status))
 
     topics = sub.add_parser("topics", help="list, describe, create, delete or alter topics")
     tsub = topics.add_subparsers(dest="topics_command", metavar="ACTION")
     _common(topics)
-    topics.set_defaults(admin_command=_guarded(cmd_topics_list))
+    topics.set_defaults(handler=_guarded(cmd_topics_list))
     p = tsub.add_parser("list", help="topics with partitions, records, size and retention")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_topics_list))
+    p.set_defaults(handler=_guarded(cmd_topics_list))
     p = tsub.add_parser("describe", help="one topic's partitions, offsets and configs")
     p.add_argument("name")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_topics_describe))
+    p.set_defaults(handler=_guarded(cmd_topics_describe))
     p = tsub.add_parser("create", help="create a topic")
     p.add_argument("name")
     p.add_argument("-p", "--partitions", type=int, help="partition count (default: the broker's)")
@@ -272,11 +272,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="topic config, e.g. retention.ms=86400000 (repeatable)")
     p.add_argument("--retention-ms", type=int, metavar="MS", help="shorthand for -c retention.ms=MS")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_topics_create))
+    p.set_defaults(handler=_guarded(cmd_topics_create))
     p = tsub.add_parser("delete", help="delete a topic and its data")
     p.add_argument("name")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_topics_delete))
+    p.set_defaults(handler=_guarded(cmd_topics_delete))
     p = tsub.add_parser("alter", help="change topic configs or add partitions")
     p.add_argument("name")
     p.add_argument("-c", "--config", action="append", default=[], metavar="KEY=VALUE", help="set a config (repeatable)")
@@ -284,22 +284,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retention-ms", type=int, metavar="MS", help="shorthand for -c retention.ms=MS")
     p.add_argument("-p", "--partitions", type=int, help="new (larger) partition count")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_topics_alter))
+    p.set_defaults(handler=_guarded(cmd_topics_alter))
 
     groups = sub.add_parser("groups", help="consumer groups and their lag")
     gsub = groups.add_subparsers(dest="groups_command", metavar="ACTION")
     _common(groups)
-    groups.set_defaults(admin_command=_guarded(cmd_groups_list))
+    groups.set_defaults(handler=_guarded(cmd_groups_list))
     p = gsub.add_parser("list", help="groups with state, members and total lag")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_groups_list))
+    p.set_defaults(handler=_guarded(cmd_groups_list))
     p = gsub.add_parser("describe", help="one group's members and lag per partition")
     p.add_argument("group")
     _common(p, nested=True)
-    p.set_defaults(admin_command=_guarded(cmd_groups_describe))
+    p.set_defaults(handler=_guarded(cmd_groups_describe))
 
     p = sub.add_parser("tui", help="the operator console (Textual) for a running appliance")
     p.add_argument("--connect", metavar="URL", default=os.environ.get("MILLSTREAM_ADMIN", DEFAULT_URL),
                    help=f"admin API to connect to (default {DEFAULT_URL})")
     p.add_argument("--log-file", metavar="FILE", help="where the console logs while it owns the terminal")
-    p.set_defaults(admin_command=cmd_tui)
+    p.set_defaults(handler=cmd_tui)

@@ -33,7 +33,6 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import google_crc32c
@@ -190,8 +189,9 @@ class LocalMetaStore:
         return None if space is None else space.get(key)
 
     def items(self, namespace: str) -> Mapping[str, Any]:
-        """A live read-only view of the namespace."""
-        return MappingProxyType(self._data.setdefault(namespace, {}))
+        """A copy of the namespace (safe to iterate across awaits)."""
+        space = self._data.get(namespace)
+        return dict(space) if space else {}
 
     async def put(self, namespace: str, key: str, value: Any | None) -> None:
         await self.put_many(namespace, {key: value})

@@ -85,8 +85,12 @@ class LogStore(Protocol):
 
         Synchronous on purpose: the idempotence check, offset assignment and producer-state
         update happen without a checkpoint in between, so concurrent producers cannot race.
-        Raises DuplicateBatchError (with the original offsets), OutOfOrderSequenceError,
-        InvalidProducerEpochError, StorageFullError, StreamNotFoundError.
+        Raises DuplicateBatchError (with the original offsets) when the original is durable;
+        a retry of a batch whose original still waits for its fsync instead returns a pending
+        append with `result.duplicate` set, whose durable() resolves with the original (or
+        raises StorageError if the original fails). Also raises OutOfOrderSequenceError,
+        UnknownProducerIdError (unknown producer id, sequence != 0), InvalidProducerEpochError,
+        StorageFullError (budget or write queue full), StorageError, StreamNotFoundError.
         """
         ...
 

@@ -21,7 +21,8 @@ can exceed it by up to one group). A segment other than the active one is delete
 every batch in it is dead: its stream was deleted or its offsets are below the log start.
 `delete_stream`/`delete_records` therefore free space only when whole segments die; if the
 active segment holds only dead data the WAL rolls so it can go. When the WAL (segments plus
-queued bytes) would exceed `wal_budget`, `append` raises StorageFullError (back-pressure).
+queued bytes) would exceed `wal_budget`, or more than max(64 MiB, 4 x group_commit_bytes) wait
+for the disk, `append` raises StorageFullError (back-pressure, retriable for clients).
 
 Recovery (`WalLogStore.open`): replay segments oldest first, verify every CRC, truncate a
 torn/garbled tail at the last intact record (logged with counts), rebuild streams, indexes and
@@ -71,6 +72,7 @@ _MAX_TS = struct.Struct(">q")
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 THREAD_READ_BYTES = 64 << 10  # file reads bigger than this go to a worker thread
 RETRY_DELAY = 0.1  # seconds the flusher pauses after a failed write
+QUEUE_LIMIT_BYTES = 64 << 20  # queued (not yet written) bytes beyond which appends are refused
 
 
 class _Stream:
@@ -205,6 +207,8 @@ class WalLogStore:
         self._budget = settings.wal_budget
         self._cache_limit = settings.log_cache_size
         self._group_cap = max(1, settings.group_commit_bytes)
+        # Memory bound while the disk is slow: Kafka clients retry a KAFKA_STORAGE_ERROR.
+        self._queue_limit = max(QUEUE_LIMIT_BYTES, 4 * self._group_cap)
         self._streams: dict[int, _Stream] = {}
         self._next_stream_id = 1
         self._segments: dict[int, _Segment] = {}
@@ -227,6 +231,7 @@ class WalLogStore:
         self._closing = False
         self._closed = False
         self._flusher_running = False
+        self._warming = False
         # counters for status()
         self.fsyncs = 0
         self.flushes = 0
@@ -248,8 +253,16 @@ class WalLogStore:
         found = list_segments(self._dir)
         streams = self._streams
         replayed = truncated = 0
+        # The newest segments that fit in the log cache warm it, for consumers at the tail.
+        warm_from, tail = len(found), 0
+        for k in range(len(found) - 1, -1, -1):
+            tail += found[k][1].stat().st_size
+            if tail > self._cache_limit:
+                break
+            warm_from = k
         for k, (number, path) in enumerate(found):
             self._next_segment = number + 1
+            self._warming = k >= warm_from
             data = path.read_bytes()
             seg = _Segment(number, path)
             result = fmt.ScanResult()
@@ -269,10 +282,12 @@ class WalLogStore:
                 continue
             self._segments[number] = seg
             self._wal_bytes += seg.size
+        self._warming = False
         for s in streams.values():
             s.drop_index_before(s.log_start)
             s.hw = s.log_end
             s.producers.evict_before(s.log_start)
+        self._rebuild_cache_fifo()
         log.info(
             "wal_recovered", segments=len(self._segments), records=replayed, truncated_segments=truncated,
             streams=len(streams), wal_bytes=self._wal_bytes,
@@ -297,6 +312,10 @@ class WalLogStore:
                 s.producers.replay(h[9], h[10], h[11], h[6], rec.base, h[8])
             s.log_end = rec.last + 1
             seg.streams[s.id] = rec.last
+            if self._warming:
+                data = bytes(payload)
+                s.cache[rec.base] = data
+                self._cache_fifo.append((s, rec.base, len(data)))
         elif t == fmt.REC_CHECKPOINT:
             ckpt = fmt.unpack_payload(rec.payload)
             self._next_stream_id = max(self._next_stream_id, ckpt["next_stream_id"])
@@ -313,13 +332,16 @@ class WalLogStore:
                     s.producers.truncate(log_end)
                 s.log_end = log_end
             for sid in [sid for sid in streams if sid not in listed]:
-                del streams[sid]
+                streams.pop(sid).cache.clear()
         elif t == fmt.REC_CREATE:
             info = fmt.unpack_payload(rec.payload)
-            streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
+            if rec.stream_id not in streams:
+                streams[rec.stream_id] = _Stream(rec.stream_id, info["name"], info["lat"])
             self._next_stream_id = max(self._next_stream_id, rec.stream_id + 1)
         elif t == fmt.REC_DELETE:
-            streams.pop(rec.stream_id, None)
+            gone = streams.pop(rec.stream_id, None)
+            if gone is not None:
+                gone.cache.clear()
         elif t == fmt.REC_LOG_START:
             s = streams.get(rec.stream_id)
             if s is not None and rec.base > s.log_start:
@@ -337,25 +359,35 @@ class WalLogStore:
         payload = fmt.pack_payload({"next_stream_id": self._next_stream_id, "streams": streams})
         return fmt.encode_record(fmt.REC_CHECKPOINT, 0, 0, 0, payload)
 
-    def _open_segment_sync(self, first: bytes) -> tuple[int, _Segment]:
-        """Create the next segment file holding `first`, durably (blocking)."""
+    def _create_segment_sync(self) -> tuple[int, _Segment]:
+        """Create the next (empty) segment file (blocking; not yet durable)."""
         number = self._next_segment
         self._next_segment += 1
         path = self._dir / segment_name(number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return fd, _Segment(number, path, 0)
+
+    @staticmethod
+    def _discard_segment(fd: int, seg: _Segment) -> None:
+        os.close(fd)
+        try:
+            seg.path.unlink()
+        except OSError:
+            pass
+
+    def _open_segment_sync(self, first: bytes) -> tuple[int, _Segment]:
+        """Create the next segment file holding `first`, durably (blocking)."""
+        fd, seg = self._create_segment_sync()
         try:
             pwrite_all(fd, first, 0)
             if self._fsync:
                 os.fsync(fd)
                 fsync_dir(self._dir)
         except BaseException:
-            os.close(fd)
-            try:
-                path.unlink()
-            except OSError:
-                pass
+            self._discard_segment(fd, seg)
             raise
-        return fd, _Segment(number, path, len(first))
+        seg.size = len(first)
+        return fd, seg
 
     def _install_segment(self, fd: int, seg: _Segment) -> None:
         if self._wfd >= 0:
@@ -433,6 +465,8 @@ class WalLogStore:
             raise StorageFullError(
                 f"WAL budget of {self._budget} bytes is spent ({self._wal_bytes} on disk, {self._queued_bytes} queued)"
             )
+        if self._queued_bytes > self._queue_limit:
+            raise StorageFullError(f"WAL write queue is full ({self._queued_bytes} bytes waiting for the disk)")
         if self._closing:
             raise StorageError("storage is closed")
         h = _BATCH_HEADER.unpack_from(batch, 0)
@@ -675,9 +709,10 @@ class WalLogStore:
         do_fsync = self._fsync
 
         def write() -> tuple[int, _Segment | None, list[int], int]:
-            new_fd, new_seg = (self._open_segment_sync(checkpoint) if roll else (fd, None))
-            pos = new_seg.size if new_seg is not None else start
-            parts: list[bytes] = []
+            # A new segment gets its checkpoint and the group in the same write and fsync.
+            new_fd, new_seg = self._create_segment_sync() if roll else (fd, None)
+            parts: list[bytes] = [checkpoint] if roll else []
+            pos = start + len(checkpoint)
             positions: list[int] = []
             encode = fmt.encode_header
             hsize = fmt.HEADER_SIZE
@@ -689,23 +724,23 @@ class WalLogStore:
                 pos += len(payload)
             buf = b"".join(parts)
             try:
-                if buf:
-                    pwrite_all(new_fd, buf, pos - len(buf))
-                    if do_fsync:
-                        os.fsync(new_fd)
+                pwrite_all(new_fd, buf, start)
+                if do_fsync:
+                    os.fsync(new_fd)
+                    if new_seg is not None:
+                        fsync_dir(self._dir)
             except BaseException:
                 if new_seg is not None:  # nothing in it was acknowledged: drop it
-                    os.close(new_fd)
-                    try:
-                        new_seg.path.unlink()
-                    except OSError:
-                        pass
+                    self._discard_segment(new_fd, new_seg)
                 raise
             return new_fd, new_seg, positions, len(buf)
 
         with trio.CancelScope(shield=True):
             try:
-                new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
+                if do_fsync:
+                    new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
+                else:  # page-cache writes only (tests): not worth a thread hop
+                    new_fd, new_seg, positions, written = write()
             except OSError as e:
                 await self._fail(groups, e)
                 return False
@@ -719,8 +754,6 @@ class WalLogStore:
         if new_seg is not None:
             old = self._active
             self._install_segment(new_fd, new_seg)
-            if self._fsync:
-                self.fsyncs += 1  # the new segment's checkpoint (+ directory) fsync
             log.info("wal_segment_rolled", segment=new_seg.path.name, previous=old.path.name if old else None)
         seg = self._active
         assert seg is not None
@@ -784,10 +817,16 @@ class WalLogStore:
             self._collect()
 
     def _rebuild_cache_fifo(self) -> None:
-        """Drop cache bookkeeping of deleted/trimmed batches (rare: after deletes)."""
+        """Drop cache bookkeeping of deleted/trimmed batches (rare: after deletes), then evict
+        down to the limit."""
         fifo = deque(e for e in self._cache_fifo if not e[0].deleted and e[1] in e[0].cache)
+        cache_bytes = sum(e[2] for e in fifo)
+        while cache_bytes > self._cache_limit and fifo:
+            s, base, size = fifo.popleft()
+            if s.cache.pop(base, None) is not None:
+                cache_bytes -= size
         self._cache_fifo = fifo
-        self._cache_bytes = sum(e[2] for e in fifo)
+        self._cache_bytes = cache_bytes
 
     async def _fail(self, groups: list[_Group], exc: OSError) -> None:
         full = exc.errno in _FULL_ERRNOS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import pytest
 import trio
@@ -349,3 +350,41 @@ async def test_reads_beyond_the_cache_come_from_segment_files(tmp_path):
         read = await logs.read(sid, 0, 1 << 30)  # > 64 KiB: through a worker thread
         assert read.batches == sent
         assert (await logs.read(sid, 9, 1)).batches == [sent[1]]
+    for cache in (0, 20_000, 1 << 20):  # after a restart: cold, partly warmed, fully warmed cache
+        async with running(tmp_path, log_cache_size=cache) as st:
+            assert (await st.logs.read(sid, 0, 1 << 30)).batches == sent
+            assert (await st.logs.read(sid, 8 * 59, 1)).batches == [sent[-1]]
+
+
+async def test_appends_queued_behind_a_failing_fsync_fail_too(tmp_path, monkeypatch):
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        real = os.fsync
+        calls = []
+
+        def slow_failing_fsync(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 1:
+                time.sleep(0.1)  # the flusher's worker thread is busy; appends keep arriving
+                raise OSError(errno.EIO, "injected")
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", slow_failing_fsync)
+        first = logs.append(sid, batch(2, pid=9, epoch=0, seq=0), now_ms=NOW)
+        await trio.sleep(0.03)
+        assert calls, "the first group is being fsynced"
+        later = logs.append(sid, batch(3), now_ms=NOW)  # queued behind it, offsets depend on it
+        retry = logs.append(sid, batch(2, pid=9, epoch=0, seq=0), now_ms=NOW)  # in-flight duplicate
+        assert retry.result.duplicate and later.result.base_offset == 3
+        for pending in (first, later, retry):
+            with pytest.raises(StorageError):
+                await pending.durable()
+        offs = logs.offsets(sid)
+        assert (offs.high_watermark, offs.log_end) == (1, 1)
+        r = await logs.append(sid, batch(2, pid=9, epoch=0, seq=0), now_ms=NOW).durable()
+        assert (r.base_offset, r.duplicate) == (1, False)
+    async with running(tmp_path) as st:
+        bases = [read_header(b).base_offset for b in (await st.logs.read(sid, 0, 1 << 20)).batches]
+        assert bases == [0, 1]
