@@ -44,7 +44,7 @@ class Status:
     warnings: list[str]
     topics: int
     partitions: int
-    records_total: int  # sum of high watermarks: every record ever made visible
+    records_total: int  # sum of topic partitions' high watermarks: every record made visible so far
     stored_bytes: int  # bytes of retained batches, all partitions
     kafka: KafkaCounters
     draining: bool = False

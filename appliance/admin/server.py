@@ -257,6 +257,8 @@ class AdminServer:
                     length = dict(event.headers).get(b"content-length")
                     if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                         raise _TooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+                    if conn.they_are_waiting_for_100_continue:  # curl does this for bodies over 1 KiB
+                        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
                 elif isinstance(event, h11.Data):
                     body += event.data
                     if len(body) > MAX_BODY_BYTES:

@@ -164,6 +164,7 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
     warns = warnings(app, storage)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
+    topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
     kafka = app.kafka
     return Status(
         role=s.node.role,
@@ -176,7 +177,7 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         warnings=warns,
         topics=len(topics),
         partitions=sum(t.partitions for t in topics),
-        records_total=sum(i.offsets.high_watermark for i in streams.values()),
+        records_total=sum(i.offsets.high_watermark for i in topic_streams),
         stored_bytes=storage.stored_bytes,
         kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
         draining=app.broker.draining.is_set(),
@@ -243,7 +244,7 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
     fams += [
         _one("millstream_consumer_groups", "gauge", "Consumer groups known to the coordinator.", len(groups)),
         MetricFamily("millstream_consumer_group_members", "gauge", "Members per consumer group.",
-                     [MetricSample({"group": g.group_id, "state": g.state}, len(g.members)) for g in groups]),
+                     [MetricSample({"group": g.group_id}, len(g.members)) for g in groups]),
         MetricFamily("millstream_consumer_group_committed_offset", "gauge", "Committed offset per partition.", committed),
         MetricFamily("millstream_consumer_group_lag", "gauge", "High watermark minus committed offset.", lag),
     ]

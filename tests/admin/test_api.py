@@ -262,3 +262,13 @@ def test_groups_show_members_and_lag_per_partition(appliance):
         assert [m.client_id for m in live.members] == ["historian-1"]
     finally:
         member.close()
+
+
+def test_expect_100_continue_gets_an_interim_response(appliance):
+    body = json.dumps({"name": "big-body", "configs": {"retention.ms": "1" + "0" * 4}, "pad": "x" * 2000}).encode()
+    with socket.create_connection(("127.0.0.1", appliance.admin_port), timeout=10) as s:
+        s.sendall(b"POST /api/v1/topics HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 100")
+        s.sendall(body)
+        assert s.recv(65536).startswith(b"HTTP/1.1 201")
