@@ -9,6 +9,7 @@ a newer appliance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -177,6 +178,11 @@ class DecodeError(ValueError):
     """JSON that does not fit the model: bad input to the server, or a broken reply to the client."""
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (evaluates annotations): once per model class
+
+
 def decode(tp: Any, data: Any, where: str = "body") -> Any:
     """Build `tp` (a model class or a typing form such as list[TopicInfo]) from JSON data."""
     origin = typing.get_origin(tp)
@@ -208,7 +214,7 @@ def decode(tp: Any, data: Any, where: str = "body") -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in data:

@@ -30,6 +30,7 @@ from appliance.admin.models import (
     TopicInfo,
 )
 from appliance.kafka.topics import TOPIC_CONFIGS, Topic
+from appliance.storage.ports import StreamInfo
 
 WAL_BUDGET_WARN_RATIO = 0.8  # warn when the WAL has used this share of its disk budget
 _STORAGE_FIELDS = ("wal_bytes", "wal_segments", "unuploaded_bytes", "durable_appends", "fsyncs", "last_error")
@@ -38,9 +39,10 @@ _STORAGE_FIELDS = ("wal_bytes", "wal_segments", "unuploaded_bytes", "durable_app
 # --- topics --------------------------------------------------------------------------------------
 
 
-def partition_infos(app: Any, topic: Topic) -> list[PartitionInfo]:
+def partition_infos(app: Any, topic: Topic, streams: Mapping[int, StreamInfo] | None = None) -> list[PartitionInfo]:
+    """`streams`: one `logs.streams()` snapshot shared by a whole view (building it is O(streams))."""
     logs = app.broker.logs
-    infos = logs.streams()
+    infos = logs.streams() if streams is None else streams
     out = []
     for p, stream_id in enumerate(topic.streams):
         info = infos.get(stream_id)
@@ -56,19 +58,20 @@ def partition_infos(app: Any, topic: Topic) -> list[PartitionInfo]:
     return out
 
 
-def topic_info(app: Any, topic: Topic) -> TopicInfo:
+def topic_info(app: Any, topic: Topic, streams: Mapping[int, StreamInfo] | None = None) -> TopicInfo:
     configs = {key: topic.config(key) for key in TOPIC_CONFIGS}
     return TopicInfo(
         name=topic.name,
         topic_id=str(topic.topic_id),
-        partitions=partition_infos(app, topic),
+        partitions=partition_infos(app, topic, streams),
         configs=configs,
         overrides=sorted(topic.configs),
     )
 
 
 def topics_view(app: Any) -> list[TopicInfo]:
-    return [topic_info(app, t) for t in app.broker.topics.all()]
+    streams = app.broker.logs.streams()
+    return [topic_info(app, t, streams) for t in app.broker.topics.all()]
 
 
 def topic_view(app: Any, name: str) -> TopicInfo | None:
@@ -219,9 +222,10 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
             fams.append(_one(f"millstream_storage_{key}", "gauge", f"Storage status field {key}.", value))
 
     topics = app.broker.topics.all()
+    streams = app.broker.logs.streams()
     hw, ls, size = [], [], []
     for t in topics:
-        for p in partition_infos(app, t):
+        for p in partition_infos(app, t, streams):
             labels = {"topic": t.name, "partition": str(p.partition)}
             hw.append(MetricSample(labels, p.high_watermark))
             ls.append(MetricSample(labels, p.log_start))
