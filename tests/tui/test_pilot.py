@@ -22,7 +22,7 @@ from tui.app import MillstreamApp
 SIZE = (80, 24)
 
 
-async def until(pilot, cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+async def until(pilot, cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -112,6 +112,7 @@ def test_topics_create_alter_delete_from_the_console(appliance):
             assert "press.line7" not in kafka_topics(appliance)
 
             # an error from the appliance becomes a notification, the console carries on
+            app.clear_notifications()  # the earlier ones could fill the 24 lines
             await pilot.press("c", *"existing", "enter")
             await until(pilot, lambda: "already exists" in screen_text(app), what="error notification")
             assert app.is_running
