@@ -272,3 +272,17 @@ def test_expect_100_continue_gets_an_interim_response(appliance):
         assert s.recv(4096).startswith(b"HTTP/1.1 100")
         s.sendall(body)
         assert s.recv(65536).startswith(b"HTTP/1.1 201")
+
+
+def test_a_reset_connection_is_only_that_connections_problem(appliance):
+    import struct
+
+    for payload in (b"", b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n", b"POST /api/v1/topics HTTP/1.1\r\n"):
+        s = socket.create_connection(("127.0.0.1", appliance.admin_port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.sendall(payload)
+        s.close()  # linger 0: the server sees a TCP reset
+    time.sleep(0.3)
+    assert appliance.proc.poll() is None
+    with AdminClient(appliance.admin_url) as c:
+        assert c.status().role == "plant"
