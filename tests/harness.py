@@ -30,8 +30,9 @@ class ApplianceProcess:
         self.role = role
         self.config = config
         self.extra_args = list(extra_args or [])
-        self.kafka_port = kafka_port or free_port()
-        self.admin_port = free_port()
+        # Port 0 on the first start (no race with other processes); restarts reuse the bound ports.
+        self.kafka_port = kafka_port or 0
+        self.admin_port = 0
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-appliance.log"
@@ -47,7 +48,7 @@ class ApplianceProcess:
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "appliance", "run", "--role", self.role, "--data-dir", str(self.data_dir),
-               "--kafka-listen", self.bootstrap, "--admin-listen", f"127.0.0.1:{self.admin_port}",
+               "--kafka-listen", f"127.0.0.1:{self.kafka_port}", "--admin-listen", f"127.0.0.1:{self.admin_port}",
                "--advertised-host", "127.0.0.1"]
         if self.config:
             cmd += ["--config", str(self.config)]
@@ -67,6 +68,8 @@ class ApplianceProcess:
             if ready.exists():
                 info = json.loads(ready.read_text())
                 if info.get("pid") == self.proc.pid:
+                    self.kafka_port = info["kafka_port"]
+                    self.admin_port = info["admin_port"]
                     return self
             time.sleep(0.05)
         self.kill()

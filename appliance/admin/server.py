@@ -51,6 +51,7 @@ from appliance.admin import actions, prometheus, views
 from appliance.admin.actions import AdminError
 from appliance.admin.models import API_PREFIX, Listener, to_plain
 from appliance.config import HostPort
+from appliance.errors import StartupError
 from appliance.logs import get_logger
 
 log = get_logger("admin")
@@ -126,11 +127,17 @@ class AdminServer:
             if not _is_loopback(self.listen.host) and self.ssl_context is None:
                 log.warning("admin_not_loopback", address=str(self.listen),
                             hint="serve the admin API on loopback or a unix socket until mTLS is configured")
-            tcp = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
+            try:
+                tcp = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
+            except OSError as e:
+                raise StartupError(f"admin API cannot listen on {self.listen}: {e.strerror or e}") from None
             self.port = tcp[0].socket.getsockname()[1]
             listeners += tcp
         if self.unix_socket is not None:
-            listeners.append(await self._open_unix_listener(self.unix_socket))
+            try:
+                listeners.append(await self._open_unix_listener(self.unix_socket))
+            except OSError as e:
+                raise StartupError(f"admin API cannot listen on {self.unix_socket}: {e.strerror or e}") from None
         try:
             log.info("admin_listening", address=f"{self.listen.host}:{self.port}" if self.listen else "-",
                      unix_socket=str(self.unix_socket or "-"))

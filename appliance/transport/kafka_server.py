@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import itertools
 import ssl
+import sys
 from collections.abc import Awaitable
 from typing import Any
 
 import trio
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from appliance.config import HostPort
-from appliance.errors import ProtocolError
+from appliance.errors import ProtocolError, StartupError
 from appliance.kafka.api import HANDLERS
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.broker import Broker
@@ -30,6 +34,27 @@ log = get_logger("kafka")
 
 MAX_PIPELINED = 16  # responses queued per connection before we stop reading more requests
 API_VERSIONS_KEY = 18
+
+
+def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaf_exceptions(e)]
+    return [exc]
+
+
+def _close_reason(exc: BaseException) -> str | None:
+    """A short reason when the error is an ordinary way for a connection to end, else None."""
+    reasons = []
+    for e in _leaf_exceptions(exc):
+        if isinstance(e, trio.TooSlowError):
+            reasons.append("TLS handshake timed out")
+        elif isinstance(e, ssl.SSLError):
+            reasons.append(f"TLS handshake failed: {e.reason or e}")
+        elif isinstance(e, (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)):
+            reasons.append(f"connection lost: {e.__cause__ or e}")
+        else:
+            return None
+    return "; ".join(reasons) or None
 
 
 class KafkaServer:
@@ -50,7 +75,10 @@ class KafkaServer:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         host = None if self.listen.host in ("", "0.0.0.0", "::") else self.listen.host
-        self._listeners = await trio.open_tcp_listeners(self.listen.port, host=host)
+        try:
+            self._listeners = await trio.open_tcp_listeners(self.listen.port, host=host)
+        except OSError as e:
+            raise StartupError(f"{self.name} listener cannot listen on {self.listen}: {e.strerror or e}") from None
         self.port = self._listeners[0].socket.getsockname()[1]
         log.info("listening", listener=self.name, address=f"{self.listen.host}:{self.port}",
                  tls="yes" if self.ssl_context else "no")
@@ -95,12 +123,11 @@ class KafkaServer:
                 with trio.fail_after(10):
                     await stream.do_handshake()
             reason = await self._connection_loop(stream, conn_id, peer)
-        except trio.TooSlowError:
-            reason = "TLS handshake timed out"
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
-            reason = f"connection lost: {e.__cause__ or e}"
-        except ssl.SSLError as e:
-            reason = f"TLS handshake failed: {e.reason or e}"
+        except Exception as e:  # one connection's failure never reaches the listener's nursery
+            reason = _close_reason(e)
+            if reason is None:
+                reason = f"internal error: {e!r}"
+                log.exception("connection_failed", listener=self.name, conn=conn_id, peer=peer)
         finally:
             self.connections -= 1
             self._read_scopes.pop(conn_id, None)

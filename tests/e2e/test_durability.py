@@ -99,10 +99,11 @@ def test_idempotent_producer_across_restarts_no_loss_no_duplicates(make_applianc
     pump(total - sent)
     assert p.flush(60) == 0
     assert not errors, errors[:3]
-    values = [v for _, _, _, v in _read_all(app.bootstrap, "alarms", total)]
+    records = _read_all(app.bootstrap, "alarms", total)
+    values = [v for _, _, _, v in records]
     assert len(values) == total, f"{len(values)} records for {total} sent"
     assert sorted(values, key=lambda v: int(v.split(b"-")[1])) == [f"alarm-{i}".encode() for i in range(total)]
-    per_key = {}
-    for part, off, k, v in _read_all(app.bootstrap, "alarms", total):
+    per_key: dict[bytes, list[int]] = {}
+    for _, _, k, v in records:
         per_key.setdefault(k, []).append(int(v.split(b"-")[1]))
     assert all(seq == sorted(seq) for seq in per_key.values())

@@ -18,7 +18,7 @@ async function main() {
   const produced = [];
   for (let i = 0; i < count; i += 10) {
     const messages = [];
-    for (let j = i; j < Math.min(i + 10, count); j++) messages.push({ key: `asset-${j % 6}`, value: `v-${j}` });
+    for (let j = i; j < Math.min(i + 10, count); j++) messages.push({ key: `asset-${j % 24}`, value: `v-${j}` });
     const meta = await producer.send({ topic, acks: -1, messages,
       compression: i % 20 === 0 ? CompressionTypes.GZIP : CompressionTypes.None });
     for (const m of messages) produced.push(m.value);
