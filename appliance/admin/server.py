@@ -159,15 +159,18 @@ class AdminServer:
             pass
 
     async def _open_unix_listener(self, path: Path) -> trio.SocketListener:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)  # OSError here is reported like a bind failure
         self._unlink_socket(path)  # a stale socket from a crashed run
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)  # created 0600: only the appliance's user may administer it
         try:
             await sock.bind(str(path))
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old)
-        sock.listen(16)
         return trio.SocketListener(sock)
 
     def listeners(self) -> list[Listener]:

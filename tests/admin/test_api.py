@@ -286,3 +286,15 @@ def test_a_reset_connection_is_only_that_connections_problem(appliance):
     assert appliance.proc.poll() is None
     with AdminClient(appliance.admin_url) as c:
         assert c.status().role == "plant"
+
+
+def test_unusable_unix_socket_path_fails_start_up_with_one_clear_line(make_appliance, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config = tmp_path / "site.toml"
+    config.write_text(f'[admin]\nunix_socket = "{blocker}/admin.sock"\n')
+    app = make_appliance(config=config)
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        app.start()
+    assert f"admin API cannot listen on {blocker}/admin.sock" in app.log_text()
+    assert "Traceback" not in app.log_text()
