@@ -15,7 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.admin.client import AdminAPIError, AdminClient, AdminUnavailable
 from appliance.admin.server import MAX_BODY_BYTES
-from tests.harness import REPO
 
 
 def kafka_admin(app) -> KafkaAdmin:
@@ -221,10 +220,6 @@ def test_unix_socket_listener(make_appliance, tmp_path):
     assert not sock_path.exists()
 
 
-GROUP_APIS = (REPO / "appliance/kafka/api/offset_commit.py").exists()
-
-
-@pytest.mark.skipif(not GROUP_APIS, reason="the consumer-group Kafka APIs are not in this build yet")
 def test_groups_show_members_and_lag_per_partition(appliance):
     c = AdminClient(appliance.admin_url)
     c.create_topic("lagging", 2)

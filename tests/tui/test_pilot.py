@@ -10,12 +10,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient as KafkaAdmin
 
 from appliance.admin.client import AdminClient, AsyncAdminClient
-from tests.harness import REPO, free_port
+from tests.harness import free_port
 from tests.tui.screen import screen_text
 from tui.app import MillstreamApp
 
@@ -135,8 +134,6 @@ def test_unreachable_appliance_is_a_notification_not_a_crash(tmp_path):
     asyncio.run(scenario())
 
 
-@pytest.mark.skipif(not (REPO / "appliance/kafka/api/offset_commit.py").exists(),
-                    reason="the consumer-group Kafka APIs are not in this build yet")
 def test_groups_screen_shows_lag_per_partition(appliance):
     AdminClient(appliance.admin_url).create_topic("lagging", 2)
     produce(appliance, "lagging", 10, partition=0)
