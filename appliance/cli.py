@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import __version__, cli_service
+from appliance import __version__, cli_admin, cli_service
 from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("file")
     register_security(sub)
     cli_service.register(sub)
+    cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API
     parser.epilog = "command tree:\n" + command_tree(parser)
     return parser
 

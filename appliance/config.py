@@ -224,7 +224,10 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
-    listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port)
+    listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port,
+                               "admin API (HTTP/JSON); keep it on loopback until mTLS is configured")
+    unix_socket: str | None = setting(None, parse_optional_str,
+                                      "also serve the admin API on this unix socket (created 0600)")
 
 
 @dataclass(frozen=True)
