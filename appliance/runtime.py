@@ -14,13 +14,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
 import trio
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from appliance import __version__
 from appliance.config import Settings
+from appliance.errors import StartupError
 from appliance.logs import get_logger
 
 log = get_logger("main")
@@ -126,10 +131,25 @@ async def _serve(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
+def _startup_error(exc: BaseException) -> StartupError | None:
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            found = _startup_error(e)
+            if found is not None:
+                return found
+    return None
+
+
 def run_appliance(settings: Settings) -> int:
     try:
         trio.run(_serve, settings)
-    except OSError as e:
-        log.error("startup_failed", error=str(e))
+    except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line
+        found = _startup_error(e)
+        if found is None:
+            raise
+        log.error("startup_failed", error=str(found))
+        print(f"millstream: cannot start: {found}", file=sys.stderr)
         return 1
     return 0
