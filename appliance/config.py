@@ -252,6 +252,24 @@ class AdminSettings:
     listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port)
 
 
+@dataclass(frozen=True)
+class MqttSettings:
+    listen: HostPort = setting(HostPort("0.0.0.0", 1883), parse_host_port, "MQTT listener (3.1.1 and 5.0)")
+    max_packet_size: int = setting(1 << 20, parse_size, "largest MQTT packet a client may send")
+    max_queued_messages: int = setting(1000, parse_int(1, 10_000_000),
+                                       "messages queued per session; beyond it QoS 0 are dropped first, then the oldest")
+    max_inflight: int = setting(256, parse_int(1, 65535),
+                                "receive maximum offered to clients, and cap on QoS 1/2 in flight towards each")
+    keep_alive_max: int = setting(3600, parse_int(0, 65535),
+                                  "seconds; 5.0 clients asking for more (or 0) are told this (0 = no cap)")
+    connect_timeout: float = setting(10.0, parse_duration, "time a new connection has to send CONNECT")
+    session_expiry_max: int = setting(7 * 86400, parse_int(0, 0xFFFFFFFF),
+                                      "seconds a persistent session outlives its connection at most")
+    retain_available: bool = setting(True, parse_bool, "accept retained messages")
+    max_qos: int = setting(2, parse_int(0, 2), "highest QoS granted")
+    topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
+
+
 PLACEMENTS = ("machine", "plant_edge", "regional", "cloud", "lake")
 
 
@@ -287,6 +305,7 @@ SECTIONS: dict[str, type] = {
     "kafka": KafkaSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
+    "mqtt": MqttSettings,
     "inventory": InventorySettings,
 }
 
@@ -304,6 +323,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
     streams: tuple[StreamSettings, ...] = ()
     source: str = "<defaults>"
