@@ -212,10 +212,20 @@ class NodeSettings:
     shutdown_grace: float = setting(10.0, parse_duration, "deadline for in-flight requests on SIGTERM")
 
 
+def _log_file_size(value: Any) -> int:
+    # RotatingFileHandler never rotates at size 0, and a tiny size rotates on every line
+    size = parse_size(value)
+    if size < 1024:
+        raise ValueError(f"must be at least 1KiB, got {size} bytes")
+    return size
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
     file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
+    file_max_size: int = setting(20 << 20, _log_file_size, "rotate the log file at this size (>= 1KiB)")
+    file_backups: int = setting(5, parse_int(1, 1000), "rotated log files kept (file.1 ... file.N)")
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,8 @@ class AdminSettings:
 
 @dataclass(frozen=True)
 class MqttSettings:
+    enabled: bool | None = setting(None, lambda v: None if v == "auto" else parse_bool(v),
+                                   'true, false or "auto" (on for the plant role, off for the cloud role)')
     listen: HostPort = setting(HostPort("0.0.0.0", 1883), parse_host_port, "MQTT listener (3.1.1 and 5.0)")
     max_packet_size: int = setting(1 << 20, parse_size, "largest MQTT packet a client may send")
     max_queued_messages: int = setting(1000, parse_int(1, 10_000_000),
@@ -331,6 +343,10 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return self.node.data_dir
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        return self.mqtt.enabled if self.mqtt.enabled is not None else self.node.role == "plant"
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:

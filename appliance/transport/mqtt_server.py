@@ -23,7 +23,7 @@ from functools import partial
 import trio
 
 from appliance.config import HostPort
-from appliance.errors import StorageError
+from appliance.errors import StartupError, StorageError
 from appliance.logs import get_logger
 from appliance.mqtt.broker import Broker
 from appliance.mqtt.codec import MqttError, PacketReader, ReasonCode
@@ -45,7 +45,10 @@ async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLCo
     """Serve MQTT on `listen` until cancelled, or until `stop` is set (then drain within `grace`).
 
     `task_status.started()` receives the bound address (useful with port 0)."""
-    listeners = await trio.open_tcp_listeners(listen.port, host=listen.host or None)
+    try:
+        listeners = await trio.open_tcp_listeners(listen.port, host=listen.host or None)
+    except OSError as e:
+        raise StartupError(f"mqtt listener cannot listen on {listen}: {e.strerror or e}") from None
     sockname = listeners[0].socket.getsockname()
     bound = HostPort(sockname[0], sockname[1])
     handlers: set[_ConnectionHandler] = set()

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MEASUREMENTS = REPO / "site-configs" / "plant-measurements.json"
-INVENTORY = REPO / "site-configs" / "plant-inventory.toml"
+INVENTORY = REPO / "site-configs" / "plant-single-line.toml"
 
 
 def ms(*args: str) -> subprocess.CompletedProcess:

@@ -140,10 +140,10 @@ def test_errors_come_first_and_findings_are_plain_data():
 
 
 def test_example_site_config_with_example_measurements():
-    settings = load_settings(REPO / "site-configs" / "plant-inventory.toml")
+    settings = load_settings(REPO / "site-configs" / "plant-single-line.toml")
     assert not [f for f in check_settings(settings) if f.severity != "info"]
     findings = check_settings(settings, load_measurements(REPO / "site-configs" / "plant-measurements.json"))
-    assert [f.stream for f in findings if f.rule == "unowned"] == ["uns.acme.plant1.line4.scratch"]
+    assert [f.stream for f in findings if f.rule == "unowned"] == ["uns.acme.plant1.lab.scratch"]
     assert not [f for f in findings if f.severity == "error"]
 
 

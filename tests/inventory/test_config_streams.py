@@ -98,7 +98,7 @@ def test_unknown_section_lists_array_sections(tmp_path: Path):
 
 
 def test_example_plant_inventory_loads():
-    s = load_settings(REPO / "site-configs" / "plant-inventory.toml")
+    s = load_settings(REPO / "site-configs" / "plant-single-line.toml")
     assert len(s.streams) >= 5
     assert {st.placement for st in s.streams} >= {"machine", "plant_edge", "lake"}
     assert all(st.owner for st in s.streams)
