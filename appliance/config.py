@@ -127,8 +127,40 @@ def parse_choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_optional_duration(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    return parse_duration(value)
+
+
+def parse_optional_size(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return parse_size(value)
+
+
+def parse_str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_topic_pattern(value: Any) -> str:
+    """A Kafka topic name, or a glob over names (`*`, `?`): `uns.acme.plant1.line3.*`."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._\-*?]{1,249}", value):
+        raise ValueError(f"expected a topic name or pattern (letters, digits, . _ - and * ?), got {value!r}")
+    return value
+
+
 def parse_path(value: Any) -> Path:
     return Path(parse_str(value)).expanduser()
+
+
+def required(parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
+    """A dataclass field with no default: a table that omits it is refused."""
+    return field(metadata={"parse": parse, "doc": doc, "key": key})
 
 
 def setting(default: Any, parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
@@ -160,6 +192,9 @@ def build_section(cls: type, table: Mapping[str, Any], source: str, prefix: str)
             raise
         except (ValueError, TypeError) as e:
             raise ConfigError(source, f"{prefix}.{key}", str(e)) from None
+    for key, f in fields.items():
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, f"{prefix}.{key}", "required setting is missing")
     try:
         return cls(**kwargs)
     except ValueError as e:  # cross-field checks in __post_init__
@@ -250,6 +285,35 @@ class MqttSettings:
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
 
 
+PLACEMENTS = ("machine", "plant_edge", "regional", "cloud", "lake")
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    worst_wan_outage: float = setting(86400.0, parse_duration,
+                                      "longest WAN outage the plant must ride out without losing forwarded data")
+    plant_disk_budget: int = setting(0, parse_size,
+                                     "disk the plant may fill with forwarded streams during that outage (0: not checked)")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """One `[[streams]]` entry: what a topic carries, who owns it and which boundary it crosses."""
+
+    topic: str = required(parse_topic_pattern, "topic name or glob pattern (uns.acme.plant1.line3.*)")
+    source: str = setting("", parse_str, "source system (PLCs on line 3, MES, historian)")
+    asset: str = setting("", parse_str, "asset context as an ISA-95 path (acme/plant1/line3/press-7)")
+    ordering: str = setting("per_key", parse_choice("per_key", "none"), "ordering the consumers need")
+    local_action: bool = setting(False, parse_bool, "a local action (interlock, alarm, MES step) depends on it")
+    retention: float | None = setting(None, parse_optional_duration, "plant retention window")
+    retention_bytes: int | None = setting(None, parse_optional_size, "plant retention by size, if capped")
+    replay: float | None = setting(None, parse_optional_duration, "how far back consumers expect to replay")
+    consumers: tuple[str, ...] = setting((), parse_str_list, "who reads it")
+    owner: str | None = setting(None, parse_optional_str, "data owner (a person or team)")
+    placement: str = setting("plant_edge", parse_choice(*PLACEMENTS), "where the stream lives")
+    forwarded: bool = setting(False, parse_bool, "the uplink forwards it to the cloud")
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSettings,
     "log": LogSettings,
@@ -257,6 +321,13 @@ SECTIONS: dict[str, type] = {
     "storage": StorageSettings,
     "admin": AdminSettings,
     "mqtt": MqttSettings,
+    "inventory": InventorySettings,
+}
+
+# Sections written as TOML arrays of tables (`[[streams]]`): each entry builds one dataclass, and a
+# problem is reported as `streams[2].placement` (0-based, in file order).
+ARRAY_SECTIONS: dict[str, type] = {
+    "streams": StreamSettings,
 }
 
 
@@ -268,6 +339,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    inventory: InventorySettings = field(default_factory=InventorySettings)
+    streams: tuple[StreamSettings, ...] = ()
     source: str = "<defaults>"
 
     @property
@@ -282,6 +355,7 @@ class Settings:
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
     """Read the TOML file (if any), apply command-line overrides (raw TOML-like values)."""
     tables: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, tuple[Any, ...]] = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
@@ -293,8 +367,12 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(source, "-", f"not valid TOML: {e}") from None
         for name, table in doc.items():
+            if name in ARRAY_SECTIONS:
+                arrays[name] = build_array_section(ARRAY_SECTIONS[name], table, source, name)
+                continue
             if name not in SECTIONS:
-                raise ConfigError(source, name, f"unknown section (known: {', '.join(SECTIONS)})")
+                known = ", ".join([*SECTIONS, *(f"[[{a}]]" for a in ARRAY_SECTIONS)])
+                raise ConfigError(source, name, f"unknown section (known: {known})")
             tables[name] = dict(table) if isinstance(table, Mapping) else table
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -306,7 +384,22 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
             built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
         else:
             built[name] = build_section(cls, table, source, name)
-    return Settings(source=source, **built)
+    return Settings(source=source, **built, **arrays)
+
+
+def build_array_section(cls: type, entries: Any, source: str, name: str) -> tuple[Any, ...]:
+    """Build each table of a `[[name]]` array; a duplicate `topic` is refused."""
+    if not isinstance(entries, list):
+        raise ConfigError(source, name, f"expected an array of tables ([[{name}]]), got {type(entries).__name__}")
+    built = tuple(build_section(cls, entry, source, f"{name}[{i}]") for i, entry in enumerate(entries))
+    seen: dict[str, int] = {}
+    for i, item in enumerate(built):
+        topic = getattr(item, "topic", None)
+        if topic is not None:
+            if topic in seen:
+                raise ConfigError(source, f"{name}[{i}].topic", f"{topic!r} is already declared by {name}[{seen[topic]}]")
+            seen[topic] = i
+    return built
 
 
 def describe(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -318,7 +411,18 @@ def describe(settings: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
+def describe_arrays(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """The `[[...]]` sections (stream inventory) as plain values, for `config check` and the admin API."""
+    return {
+        name: [{_toml_key(f): _plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
+               for item in getattr(settings, name)]
+        for name in ARRAY_SECTIONS
+    }
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (HostPort, Path)):
         return str(value)
+    if isinstance(value, tuple):
+        return list(value)
     return value
