@@ -52,7 +52,12 @@ class Appliance:
         from appliance.storage.local import open_local_storage
         from appliance.transport.kafka_server import KafkaServer
 
+        from appliance.inventory.checks import check_settings
+        from appliance.inventory.report import log_findings
+
         s = self.settings
+        if s.streams:
+            log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
