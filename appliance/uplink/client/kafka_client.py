@@ -144,7 +144,8 @@ class BrokerConnection:
         self._slots.clear()
         self._reader_scope.cancel()
 
-    async def request(self, api_key: int, message: Any, timeout: float, *, version: int | None = None) -> Any:
+    async def send(self, api_key: int, message: Any, *, version: int | None = None) -> _Slot:
+        """Write one request; the returned slot is filled by the reader. Frames leave in call order."""
         if self.closed:
             raise ConnectionLostError(f"connection to {self.address} lost: {self.close_reason}")
         slot = _Slot()
@@ -162,6 +163,9 @@ class BrokerConnection:
                 if isinstance(e, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
                     raise ConnectionLostError(f"connection to {self.address} lost: {e}") from e
                 raise
+        return slot
+
+    async def wait(self, slot: _Slot, timeout: float) -> Any:
         with trio.move_on_after(timeout):
             await slot.event.wait()
         if not slot.event.is_set():
@@ -170,6 +174,30 @@ class BrokerConnection:
         if slot.error is not None:
             raise slot.error
         return slot.value
+
+    async def request(self, api_key: int, message: Any, timeout: float, *, version: int | None = None) -> Any:
+        return await self.wait(await self.send(api_key, message, version=version), timeout)
+
+
+class PendingProduce:
+    """A Produce request on the wire; `result()` waits for its answer."""
+
+    def __init__(self, bc: BrokerConnection, slot: _Slot, keys: list[tuple[str, int]], timeout: float) -> None:
+        self.connection = bc
+        self._slot = slot
+        self._keys = keys
+        self._timeout = timeout
+
+    async def result(self) -> tuple[dict[tuple[str, int], ProduceResult], int]:
+        """({(topic, partition): result}, throttle ms)."""
+        resp = await self.connection.wait(self._slot, self._timeout)
+        out: dict[tuple[str, int], ProduceResult] = {}
+        for t in resp.responses:
+            for p in t.partition_responses:
+                out[(t.name, p.index)] = ProduceResult(p.error_code, p.base_offset, p.error_message)
+        for key in self._keys:  # a partition missing from the answer is a broker bug: retry it
+            out.setdefault(key, ProduceResult(-1, -1, "partition missing from the Produce response"))
+        return out, resp.throttle_time_ms
 
 
 class KafkaClient:
@@ -309,11 +337,11 @@ class KafkaClient:
         resp = await bc.request(CREATE_TOPICS, req, self.request_timeout + timeout_ms / 1000)
         return {t.name: (t.error_code, t.error_message) for t in resp.topics}
 
-    async def produce(self, node_id: int | None, batches: Mapping[tuple[str, int], bytes | bytearray],
-                      *, timeout_ms: int = 30000) -> tuple[dict[tuple[str, int], ProduceResult], int]:
-        """Send one record batch per partition with acks=all; ({(topic, partition): result}, throttle ms).
-
-        Apache Kafka accepts exactly one magic-2 batch per partition in a Produce request."""
+    async def send_produce(self, node_id: int | None, batches: Mapping[tuple[str, int], bytes | bytearray],
+                           *, timeout_ms: int = 30000) -> PendingProduce:
+        """Write a Produce request (acks=all, one record batch per partition: Apache Kafka accepts
+        exactly one magic-2 batch per partition and request). Requests sent to one node are
+        answered in the order they were sent."""
         bc = await self.node(node_id)
         by_topic: dict[str, list] = {}
         for (topic, partition), batch in batches.items():
@@ -321,14 +349,13 @@ class KafkaClient:
                 m.ProduceRequest.TopicProduceData.PartitionProduceData(index=partition, records=batch))
         req = m.ProduceRequest(transactional_id=None, acks=-1, timeout_ms=timeout_ms, topic_data=[
             m.ProduceRequest.TopicProduceData(name=t, partition_data=parts) for t, parts in by_topic.items()])
-        resp = await bc.request(PRODUCE, req, self.request_timeout + timeout_ms / 1000)
-        out: dict[tuple[str, int], ProduceResult] = {}
-        for t in resp.responses:
-            for p in t.partition_responses:
-                out[(t.name, p.index)] = ProduceResult(p.error_code, p.base_offset, p.error_message)
-        for key in batches:  # a partition missing from the answer is a broker bug: retry it
-            out.setdefault(key, ProduceResult(-1, -1, "partition missing from the Produce response"))
-        return out, resp.throttle_time_ms
+        slot = await bc.send(PRODUCE, req)
+        return PendingProduce(bc, slot, list(batches), self.request_timeout + timeout_ms / 1000)
+
+    async def produce(self, node_id: int | None, batches: Mapping[tuple[str, int], bytes | bytearray],
+                      *, timeout_ms: int = 30000) -> tuple[dict[tuple[str, int], ProduceResult], int]:
+        """send_produce + result."""
+        return await (await self.send_produce(node_id, batches, timeout_ms=timeout_ms)).result()
 
 
 @asynccontextmanager
@@ -342,5 +369,5 @@ async def open_kafka_client(bootstrap: Sequence[str], **kwargs: Any) -> AsyncIte
             nursery.cancel_scope.cancel()
 
 
-__all__ = ["BrokerConnection", "ClusterMeta", "KafkaClient", "PartitionMeta", "ProduceResult", "TopicMeta",
+__all__ = ["BrokerConnection", "ClusterMeta", "KafkaClient", "PartitionMeta", "PendingProduce", "ProduceResult", "TopicMeta",
            "open_kafka_client", "tcp_connect"]
