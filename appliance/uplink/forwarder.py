@@ -61,6 +61,7 @@ telemetry; without a cap every lane sends and priority only orders the request.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -133,6 +134,7 @@ class Forwarder:
         self.sessions = 0
         self._session_error: BaseException | None = None
         self._inflight: dict[int | None, int] = {}
+        self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
         self._metadata_due = 0.0
         self._throttle_until = 0.0
 
@@ -409,6 +411,7 @@ class Forwarder:
     async def _session(self, client: KafkaClient) -> None:
         self._session_error = None
         self._inflight = {}
+        self._answer_queues = {}
         await client.bootstrap()
         self.connected = True
         self.sessions += 1
@@ -550,13 +553,32 @@ class Forwarder:
                                                     timeout_ms=int(self.settings.request_timeout * 1000))
                 dispatched += 1
                 self._inflight[node] = self._inflight.get(node, 0) + 1
-                nursery.start_soon(self._await_answer, pending, node, {k: (v[0], v[1]) for k, v in parts.items()})
+                answers = self._answer_queues.get(node)
+                if answers is None:  # one reader per node: answers are applied in send order
+                    answers, receive = trio.open_memory_channel(math.inf)
+                    self._answer_queues[node] = answers
+                    nursery.start_soon(self._answers, receive)
+                answers.send_nowait((pending, node, {k: (v[0], v[1]) for k, v in parts.items()}))
         except BaseException as e:
             for _, parts in queue[dispatched:]:  # taken but never (fully) sent: resend later
                 for lane, sb, _ in parts.values():
                     lane.on_error(sb, Handling.RETRY, f"send failed: {type(e).__name__}: {e}")
             raise
         return bool(requests)
+
+    async def _answers(self, receive: trio.MemoryReceiveChannel) -> None:
+        try:
+            async for pending, node, parts in receive:
+                await self._await_answer(pending, node, parts)
+        finally:
+            while True:  # the session ended: requests still queued will never be answered
+                try:
+                    _, node, parts = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                for lane, sb in parts.values():
+                    lane.on_error(sb, Handling.RETRY, "request abandoned")
+                self._inflight[node] -= 1
 
     async def _await_answer(self, pending: PendingProduce, node: int | None, parts: dict[tuple[str, int], Part]) -> None:
         done = False

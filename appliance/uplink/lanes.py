@@ -136,7 +136,11 @@ class Lane:
         """The cloud has `sb`. Returns False when ignored (the lane is rewinding: it resends)."""
         self.outstanding -= 1
         first = next((b for b in self.sent if not b.acked), None)
-        if self.failed is not None or first is not sb:
+        if self.failed is not None:
+            return False
+        if first is not sb:  # never expected (answers are applied in send order): resend to be safe
+            self.failed = Handling.RETRY
+            self.error = "answer out of order"
             return False
         sb.acked = True
         self.acked, self.acked_seq = sb.end, (sb.seq + sb.count) & _SEQ_MASK

@@ -65,3 +65,29 @@ def test_plant_kill_9_mid_forwarding_resumes_exactly_once(make_appliance, tmp_pa
     assert 0 < mid < len(produced), f"the kill did not land mid-forwarding ({mid} of {len(produced)})"
     plant.start()
     _assert_exactly_once(cloud, "plant1.line1.telemetry", 3, produced)
+
+
+def test_with_a_bandwidth_cap_the_alarm_backlog_drains_first(make_appliance, tmp_path):
+    plant, cloud = start_pair(make_appliance, tmp_path, FORWARD, bandwidth="256KiB")
+    create_topic(plant.bootstrap, "alarms", 1)
+    create_topic(plant.bootstrap, "line1.telemetry", 2)
+    cloud.stop()  # build a backlog in both topics during an outage
+    # Telemetry first, so its backlog is older: only the priority puts alarms ahead.
+    telemetry = produce(plant.bootstrap, "line1.telemetry", 4000, partitions=2, value_size=200)  # ~1 MB
+    alarms = produce(plant.bootstrap, "alarms", 400, value_size=100)  # ~60 kB
+    cloud.start()
+    deadline = time.monotonic() + 30
+    alarms_done_at = None
+    while time.monotonic() < deadline:
+        a = sum(watermarks(cloud.bootstrap, "plant1.alarms", 1))
+        t = sum(watermarks(cloud.bootstrap, "plant1.line1.telemetry", 2))
+        if a >= len(alarms) and alarms_done_at is None:
+            alarms_done_at = t
+        if t >= len(telemetry):
+            break
+        time.sleep(0.05)
+    assert alarms_done_at is not None, "alarms never arrived"
+    assert alarms_done_at < len(telemetry) * 0.25, (
+        f"{alarms_done_at} of {len(telemetry)} telemetry records were forwarded before the alarm backlog drained")
+    _assert_exactly_once(cloud, "plant1.alarms", 1, alarms)
+    _assert_exactly_once(cloud, "plant1.line1.telemetry", 2, telemetry)
