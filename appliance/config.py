@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.errors import ConfigError
 
@@ -265,6 +265,81 @@ class AdminSettings:
                                       "also serve the admin API on this unix socket (created 0600)")
 
 
+class ForwardRule(NamedTuple):
+    """One `[[uplink.forward]]` entry: which local topics go to which cloud topic, how urgently."""
+
+    topic: str | None  # an exact local topic name, or
+    prefix: str | None  # every local topic starting with this
+    cloud: str  # cloud topic name template: {site} and {topic} are replaced
+    priority: int  # lower drains first when the link is the bottleneck (0 = most urgent)
+
+    def matches(self, name: str) -> bool:
+        return name == self.topic if self.topic is not None else name.startswith(self.prefix or "")
+
+
+def parse_forward_rules(value: Any) -> tuple[ForwardRule, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of tables ([[uplink.forward]])")
+    rules = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"entry {i}: expected a table, got {item!r}")
+        unknown = set(item) - {"topic", "prefix", "cloud", "priority"}
+        if unknown:
+            raise ValueError(f"entry {i}: unknown keys {sorted(unknown)} (known: topic, prefix, cloud, priority)")
+        topic, prefix = item.get("topic"), item.get("prefix")
+        if (topic is None) == (prefix is None):
+            raise ValueError(f"entry {i}: give exactly one of topic = \"NAME\" or prefix = \"PREFIX\"")
+        cloud = parse_str(item.get("cloud", "{site}.{topic}"))
+        if "{" in cloud.replace("{site}", "").replace("{topic}", ""):
+            raise ValueError(f"entry {i}: cloud template {cloud!r} may only use {{site}} and {{topic}}")
+        rules.append(ForwardRule(None if topic is None else parse_str(topic), None if prefix is None else parse_str(prefix),
+                                 cloud, parse_int(0, 1000)(item.get("priority", 10))))
+    return tuple(rules)
+
+
+def parse_bootstrap(value: Any) -> tuple[str, ...]:
+    """A list of "HOST:PORT" strings (or one comma-separated string), kept as normalised strings."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of \"HOST:PORT\", got {value!r}")
+    return tuple(str(parse_host_port(v.strip() if isinstance(v, str) else v)) for v in items if v != "")
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """The plant-to-cloud uplink (plant role): see appliance/uplink/forwarder.py."""
+
+    enabled: bool = setting(False, parse_bool, "forward local topics to the cloud (plant role only)")
+    bootstrap: tuple[str, ...] = setting((), parse_bootstrap, "cloud Kafka bootstrap addresses, HOST:PORT")
+    site: str = setting("", parse_str, "site id, used as {site} in cloud topic names")
+    forward: tuple[ForwardRule, ...] = setting((), parse_forward_rules, "[[uplink.forward]] topic/prefix, cloud, priority")
+    create_topics: bool = setting(False, parse_bool, "create missing cloud topics with the local partition count")
+    replication_factor: int = setting(-1, parse_int(-1, 32767), "replication factor of created cloud topics (-1: broker default)")
+    start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
+    bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
+    max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    request_timeout: float = setting(30.0, parse_duration, "a cloud request without an answer this long drops the connection")
+    connect_timeout: float = setting(10.0, parse_duration, "TCP connect + ApiVersions deadline per address")
+    reconnect_backoff: float = setting(0.1, parse_duration, "first reconnect delay (doubles, with jitter)")
+    reconnect_backoff_max: float = setting(10.0, parse_duration, "longest reconnect delay")
+    metadata_refresh: float = setting(60.0, parse_duration, "re-read cloud metadata this often")
+    hold_unforwarded: bool = setting(True, parse_bool, "local retention keeps data the uplink has not forwarded")
+    client_id: str = setting("millstream-uplink", parse_str, "Kafka client id sent to the cloud")
+    ca_file: str | None = setting(None, parse_optional_str, "cloud CA bundle (mTLS; not enforced yet)")
+    cert_file: str | None = setting(None, parse_optional_str, "client certificate (mTLS; not enforced yet)")
+    key_file: str | None = setting(None, parse_optional_str, "client key (mTLS; not enforced yet)")
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            if not self.bootstrap:
+                raise ValueError("enabled = true needs bootstrap = [\"HOST:PORT\", ...]")
+            if not self.forward:
+                raise ValueError("enabled = true needs at least one [[uplink.forward]] entry")
+            if not self.site and any("{site}" in r.cloud for r in self.forward):
+                raise ValueError("a cloud topic template uses {site} but site is not set")
+
+
 @dataclass(frozen=True)
 class MqttSettings:
     enabled: bool | None = setting(None, lambda v: None if v == "auto" else parse_bool(v),
@@ -320,6 +395,7 @@ SECTIONS: dict[str, type] = {
     "kafka": KafkaSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
+    "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
 }
@@ -338,6 +414,7 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
     streams: tuple[StreamSettings, ...] = ()

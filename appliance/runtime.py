@@ -44,6 +44,7 @@ class Appliance:
         self.admin: Any = None
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
+        self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.stopping = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -74,6 +75,11 @@ class Appliance:
                     await self._start_mqtt(services)
                 self.admin = AdminServer(self, s.admin.listen)
                 await services.start(self.admin.run)
+                if s.uplink.enabled and s.node.role == "plant":
+                    from appliance.uplink.forwarder import Forwarder
+
+                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics)
+                    await services.start(self.uplink.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
                          mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
