@@ -411,3 +411,22 @@ async def _group(server: AdminServer, match: re.Match, body: Any) -> Response:
     if info is None:
         raise AdminError(404, f"group {_name(match)!r} does not exist")
     return json_response(200, info)
+
+
+@route("GET", P + r"/uplink")
+async def _uplink(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.uplink_view(server.app))
+
+
+@route("POST", P + r"/uplink/(pause|resume)")
+async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Response:
+    uplink = getattr(server.app, "uplink", None)
+    if uplink is None:
+        raise AdminError(409, "the uplink is not enabled on this node ([uplink] enabled = true)")
+    uplink.pause() if match.group(1) == "pause" else uplink.resume()
+    return json_response(200, views.uplink_view(server.app))
+
+
+@route("GET", P + r"/mqtt")
+async def _mqtt(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.mqtt_view(server.app))

@@ -187,6 +187,19 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
     )
 
 
+def uplink_view(app: Any) -> dict[str, Any]:
+    uplink = getattr(app, "uplink", None)
+    return uplink.status() if uplink is not None else {"enabled": False}
+
+
+def mqtt_view(app: Any) -> dict[str, Any]:
+    mqtt = getattr(app, "mqtt", None)
+    if mqtt is None:
+        return {"enabled": False}
+    return {"enabled": True, "port": getattr(app, "mqtt_port", None), "sessions": len(mqtt.sessions),
+            "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot()}
+
+
 # --- metrics -------------------------------------------------------------------------------------
 
 
@@ -252,4 +265,22 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_consumer_group_committed_offset", "gauge", "Committed offset per partition.", committed),
         MetricFamily("millstream_consumer_group_lag", "gauge", "High watermark minus committed offset.", lag),
     ]
+    mqtt = mqtt_view(app)
+    if mqtt["enabled"]:
+        for key, value in sorted(mqtt["stats"].items()):
+            kind = "gauge" if key in ("connections_current", "sessions", "retained") else "counter"
+            name = f"millstream_mqtt_{key}" + ("_total" if kind == "counter" and not key.endswith("_total") else "")
+            fams.append(_one(name, kind, f"MQTT broker figure {key}.", value))
+    uplink = uplink_view(app)
+    if uplink["enabled"]:
+        fams += [
+            _one("millstream_uplink_connected", "gauge", "1 while the uplink reaches the cloud.", int(bool(uplink["connected"]))),
+            _one("millstream_uplink_paused", "gauge", "1 while an operator has paused the uplink.", int(bool(uplink["paused"]))),
+            _one("millstream_uplink_sent_records_total", "counter", "Records forwarded to the cloud.", uplink["sent_records"]),
+            _one("millstream_uplink_sent_bytes_total", "counter", "Bytes forwarded to the cloud.", uplink["sent_bytes"]),
+            MetricFamily("millstream_uplink_backlog_records", "gauge", "Records not yet forwarded, per topic.",
+                         [MetricSample({"topic": t}, v["backlog_records"]) for t, v in sorted(uplink["topics"].items())]),
+            MetricFamily("millstream_uplink_backlog_bytes", "gauge", "Bytes not yet forwarded, per topic.",
+                         [MetricSample({"topic": t}, v["backlog_bytes"]) for t, v in sorted(uplink["topics"].items())]),
+        ]
     return fams

@@ -91,3 +91,26 @@ def test_with_a_bandwidth_cap_the_alarm_backlog_drains_first(make_appliance, tmp
         f"{alarms_done_at} of {len(telemetry)} telemetry records were forwarded before the alarm backlog drained")
     _assert_exactly_once(cloud, "plant1.alarms", 1, alarms)
     _assert_exactly_once(cloud, "plant1.line1.telemetry", 2, telemetry)
+
+
+def test_operator_pauses_and_resumes_the_uplink_through_the_admin_api(make_appliance, tmp_path):
+    import json
+    import urllib.request
+
+    def post(url: str) -> dict:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST", data=b""), timeout=10) as r:
+            return json.loads(r.read())
+
+    plant, cloud = start_pair(make_appliance, tmp_path, FORWARD)
+    create_topic(plant.bootstrap, "alarms", 1)
+    first = produce(plant.bootstrap, "alarms", 50, prefix="a")
+    assert wait_for_count(cloud.bootstrap, "plant1.alarms", 1, 50) == 50
+    assert post(plant.admin_url + "/api/v1/uplink/pause")["paused"] is True
+    held = produce(plant.bootstrap, "alarms", 50, prefix="b")
+    time.sleep(1.5)
+    assert watermarks(cloud.bootstrap, "plant1.alarms", 1) == [50], "a paused uplink forwarded data"
+    with urllib.request.urlopen(plant.admin_url + "/api/v1/uplink", timeout=10) as r:
+        status = json.loads(r.read())
+    assert status["paused"] and status["topics"]["alarms"]["backlog_records"] == 50
+    assert post(plant.admin_url + "/api/v1/uplink/resume")["paused"] is False
+    _assert_exactly_once(cloud, "plant1.alarms", 1, first + held)
