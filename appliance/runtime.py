@@ -49,12 +49,11 @@ class Appliance:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
+        from appliance.inventory.checks import check_settings
+        from appliance.inventory.report import log_findings
         from appliance.kafka.broker import Broker
         from appliance.storage.local import open_local_storage
         from appliance.transport.kafka_server import KafkaServer
-
-        from appliance.inventory.checks import check_settings
-        from appliance.inventory.report import log_findings
 
         s = self.settings
         if s.streams:
