@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, cli_admin, cli_cost, cli_service
 from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
@@ -51,14 +51,56 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return o
 
 
-def version_info() -> dict[str, Any]:
-    from appliance.kafka.records import crc32c_is_native
+def _revision() -> str:
+    """Git revision: baked into a pyz build, else `git describe` of a checkout, else "unknown"."""
+    try:
+        from appliance._build_info import REVISION  # written by packaging/build_pyz.py
 
+        return REVISION
+    except ImportError:
+        pass
+    import subprocess
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / ".git").exists():
+        return "unknown"
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=checkout,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def version_info() -> dict[str, Any]:
+    # asks the native libraries directly (not appliance.kafka.records & co) to keep `version` quick
+    import os
+
+    import google_crc32c
+
+    try:
+        from msgpack import _cmsgpack  # noqa: F401  (the C extension; msgpack falls back to Python)
+
+        msgpack_impl = "c"
+    except ImportError:
+        msgpack_impl = "python (slow)"
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        tls_lib = rust_openssl.openssl_version_text()
+    except Exception as e:  # a broken native library must not break `version`
+        tls_lib = f"unavailable ({type(e).__name__})"
     return {
         "millstream": __version__,
+        "revision": _revision(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "crc32c": "c" if crc32c_is_native() else "python (slow)",
+        "executable": sys.executable,
+        "pyz": os.environ.get("MILLSTREAM_PYZ", "no"),
+        "crc32c": "c" if google_crc32c.implementation == "c" else "python (slow)",
+        "msgpack": msgpack_impl,
+        "cryptography": tls_lib,
     }
 
 
@@ -80,12 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.runtime import run_appliance
 
     settings = load_settings(args.config, _overrides(args))
-    logs.configure(settings.log.level, settings.log.file)
+    logs.configure(settings.log.level, settings.log.file, settings.log.file_max_size, settings.log.file_backups)
     return run_appliance(settings)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from appliance.config import describe, load_settings
+    from appliance.config import describe, describe_arrays, load_settings
+    from appliance.inventory.checks import check_settings
+    from appliance.inventory.report import format_findings
 
     settings = load_settings(args.file)
     print(f"{args.file}: OK")
@@ -93,11 +137,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"[{section}]")
         for k, v in values.items():
             print(f"  {k} = {json.dumps(v)}")
-    return 0
+    for section, items in describe_arrays(settings).items():
+        for values in items:
+            print(f"[[{section}]]")
+            for k, v in values.items():
+                print(f"  {k} = {json.dumps(v)}")
+    # Placement checks without live rates (those say "not measured yet"); errors fail the check.
+    findings = check_settings(settings)
+    print("\n".join(format_findings(findings)))
+    return 1 if any(f.severity == "error" for f in findings) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="millstream", description="Millstream edge-to-cloud streaming appliance")
+    parser = argparse.ArgumentParser(prog="millstream", description="Millstream edge-to-cloud streaming appliance",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     v = sub.add_parser("version", help="print version and runtime details")
@@ -107,7 +160,25 @@ def build_parser() -> argparse.ArgumentParser:
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
     register_security(sub)
+    cli_service.register(sub)
+    cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API
+    cli_cost.register(sub)
+    parser.epilog = "command tree:\n" + command_tree(parser)
     return parser
+
+
+def command_tree(parser: argparse.ArgumentParser, indent: str = "  ") -> str:
+    """Every command and sub-command with its help, for the end of `millstream --help`."""
+    lines = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                lines.append(f"{indent}{name:<{max(1, 24 - len(indent))}} {helps.get(name, '')}".rstrip())
+                nested = command_tree(sub, indent + "  ")
+                if nested:
+                    lines.append(nested)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
