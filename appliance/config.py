@@ -443,6 +443,18 @@ class MqttMapRule:
                          "payload as is, or a JSON envelope with topic, asset context and payload")
     user_properties: bool = setting(True, parse_bool, "copy MQTT 5 user properties into Kafka headers")
 
+    def __post_init__(self) -> None:
+        _check_template_names(self.filter, kafka_topic=self.kafka_topic, key=self.key)
+
+
+def _check_template_names(topic_filter: str, **templates: str) -> None:
+    """A `{name}` in a template must be a level the filter names (a typo would render empty)."""
+    named = {lv[1:-1] for lv in topic_filter.split("/") if lv.startswith("{") and lv.endswith("}")}
+    for key, text in templates.items():
+        for name in _TEMPLATE_FIELD.findall(text):
+            if not (name.isdigit() or name in ("#", "topic") or name in named):
+                raise ValueError(f"{key}: {{{name}}} is not a level named in the filter {topic_filter!r}")
+
 
 ISA95_LEVELS = ("enterprise", "site", "area", "line", "cell", "asset")
 
@@ -459,6 +471,9 @@ class AssetRule:
     line: str = setting("", parse_template)
     cell: str = setting("", parse_template)
     asset: str = setting("", parse_template)
+
+    def __post_init__(self) -> None:
+        _check_template_names(self.match, **{n: getattr(self, n) for n in ("path", *ISA95_LEVELS)})
 
 
 @dataclass(frozen=True)

@@ -123,10 +123,3 @@ def kafka_topic_name(text: str) -> str:
     if name in ("", ".", ".."):
         return "_"
     return name
-
-
-def unknown_fields(template: Template, flt: TopicFilter | None, allowed_extra: Sequence[str] = ()) -> list[str]:
-    """Named fields a template uses that neither the filter nor the caller provides (config check)."""
-    names = set(flt.names) if flt is not None else set()
-    return [f for f in template.fields()
-            if not f.isdigit() and f not in ("#", "topic") and f not in names and f not in allowed_extra]

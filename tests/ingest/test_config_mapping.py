@@ -44,6 +44,8 @@ def test_example_site_config_loads_and_maps():
     ('[[mqtt_map]]\nfilter = "a"\nkafka_topic = "t"\nvalue = "xml"\n', "mqtt_map[0].value: expected one of"),
     ('[[assets]]\nmatch = "a/#"\nsite = "s"\nplanet = "earth"\n', "assets[0].planet: unknown setting"),
     ('[mqtt_map]\nfilter = "a"\n', "mqtt_map: expected an array of tables ([[mqtt_map]])"),
+    ('[[mqtt_map]]\nfilter = "a/{site}/#"\nkafka_topic = "{sit}.t"\n',
+     "mqtt_map[0]: kafka_topic: {sit} is not a level named in the filter"),
 ])
 def test_array_section_problems_name_file_entry_and_key(tmp_path, text, where):
     cfg = tmp_path / "site.toml"
