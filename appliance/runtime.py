@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import trio
@@ -41,17 +42,19 @@ class Appliance:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
         from appliance.kafka.broker import Broker
-        from appliance.storage.local import open_local_storage
+        from appliance.storage.tiered import open_storage
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
+        # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
+        self.storage = await open_storage(data_dir, s.storage)
         try:
             async with trio.open_nursery() as services:
                 await services.start(self.storage.run)
                 self.broker = Broker(s, self.storage)
+                self.storage.set_retention_source(partial(_retention_policies, self.broker))
                 await self.broker.load()
                 await services.start(self.broker.groups.run)
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
@@ -104,6 +107,18 @@ class Appliance:
             self._ready_path.unlink()
         except OSError:
             pass
+
+
+def _retention_policies(broker: Any) -> dict[int, Any]:
+    """Per-stream retention from the topics' configs (storage never imports the broker)."""
+    from appliance.storage.tier import RetentionPolicy
+
+    out = {}
+    for topic in broker.topics.all():
+        policy = RetentionPolicy(int(topic.config("retention.ms")), int(topic.config("retention.bytes")))
+        for sid in topic.streams:
+            out[sid] = policy
+    return out
 
 
 async def _serve(settings: Settings) -> None:
