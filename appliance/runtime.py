@@ -14,14 +14,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from functools import partial
 from typing import Any
 
 import trio
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from appliance import __version__
 from appliance.config import Settings
+from appliance.errors import StartupError
 from appliance.logs import get_logger
 
 log = get_logger("main")
@@ -37,6 +42,8 @@ class Appliance:
         self.broker: Any = None
         self.kafka: Any = None
         self.admin: Any = None
+        self.mqtt: Any = None
+        self.mqtt_port: int | None = None
         self.stopping = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -60,10 +67,13 @@ class Appliance:
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
                 await services.start(self.kafka.run)
                 self.broker.advertised_port = self.kafka.port
+                if s.mqtt_enabled:
+                    await self._start_mqtt(services)
                 self.admin = AdminServer(self, s.admin.listen)
                 await services.start(self.admin.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
+                         mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
                          advertised=f"{self.broker.advertised_host}:{self.kafka.port}",
                          admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir))
                 task_status.started(self)
@@ -75,6 +85,20 @@ class Appliance:
                 await self.storage.close()
             self._remove_ready_file()
             log.info("stopped")
+
+    async def _start_mqtt(self, services: trio.Nursery) -> None:
+        from appliance.mqtt.broker import Broker as MqttBroker
+        from appliance.mqtt.session import Limits
+        from appliance.mqtt.state import MetaStoreMqttState
+        from appliance.transport.mqtt_server import serve_mqtt
+
+        s = self.settings
+        state = MetaStoreMqttState(self.storage.meta)
+        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=None, state_store=state)
+        state.restore(self.mqtt, trio.current_time())
+        bound = await services.start(partial(serve_mqtt, self.mqtt, s.mqtt.listen, stop=self.stopping,
+                                             grace=s.node.shutdown_grace))
+        self.mqtt_port = bound.port
 
     def stop(self) -> None:
         self.stopping.set()
@@ -99,7 +123,8 @@ class Appliance:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "role": self.settings.node.role,
-                                   "kafka_port": self.kafka.port, "admin_port": self.admin.port}))
+                                   "kafka_port": self.kafka.port, "admin_port": self.admin.port,
+                                   "mqtt_port": self.mqtt_port}))
         tmp.replace(path)
 
     def _remove_ready_file(self) -> None:
@@ -141,10 +166,25 @@ async def _serve(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
+def _startup_error(exc: BaseException) -> StartupError | None:
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            found = _startup_error(e)
+            if found is not None:
+                return found
+    return None
+
+
 def run_appliance(settings: Settings) -> int:
     try:
         trio.run(_serve, settings)
-    except OSError as e:
-        log.error("startup_failed", error=str(e))
+    except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line
+        found = _startup_error(e)
+        if found is None:
+            raise
+        log.error("startup_failed", error=str(found))
+        print(f"millstream: cannot start: {found}", file=sys.stderr)
         return 1
     return 0
