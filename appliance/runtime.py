@@ -178,6 +178,11 @@ def _startup_error(exc: BaseException) -> StartupError | None:
 
 
 def run_appliance(settings: Settings) -> int:
+    if settings.storage.object_store:  # a bad URL or missing credentials is a config error, said at once
+        from appliance.storage.objects import check_object_store_url
+
+        st = settings.storage
+        check_object_store_url(st.object_store, access_key=st.s3_access_key, secret_key=st.s3_secret_key)
     try:
         trio.run(_serve, settings)
     except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line
