@@ -536,7 +536,8 @@ class ObjectTier:
                 log.info("orphans_deleted", objects=found)
 
     def upload_lag(self) -> float:
-        if self.wal.durable_bytes == self._mark:
+        """Seconds since the last round that left nothing behind, while data waits (else 0)."""
+        if not self.wal.unuploaded_bytes():
             return 0.0
         return max(0.0, self.monotonic() - self._last_success)
 
