@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -17,13 +18,14 @@ SECRET_KEY = "millstream-test-secret"
 
 
 class MotoServer:
-    def __init__(self) -> None:
+    def __init__(self, *, cert: Path | None = None, key: Path | None = None) -> None:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.tls = (cert, key) if cert and key else None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def url(self, bucket: str | None = None, prefix: str = "millstream") -> str:
         bucket = bucket or f"b-{uuid.uuid4().hex[:12]}"
@@ -31,14 +33,17 @@ class MotoServer:
 
     def start(self, timeout: float = 20.0) -> MotoServer:
         exe = Path(sys.executable).with_name("moto_server")
-        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cmd = [str(exe), "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.tls:
+            cmd += ["-c", str(self.tls[0]), "-k", str(self.tls[1])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}")
             try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).close()
+                ctx = ssl._create_unverified_context() if self.tls else None
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1, context=ctx).close()
                 return self
             except OSError:
                 time.sleep(0.1)

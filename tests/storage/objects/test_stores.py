@@ -129,3 +129,22 @@ async def test_faulty_store_fails_then_recovers():
     store.outage = False
     assert await store.get("k") == b"v"
     assert store.failures == 3
+
+
+async def test_s3_over_tls_with_a_private_ca(tmp_path):
+    from appliance.security.pki import Pki
+    from tests.storage.objects.moto_server import MotoServer
+
+    issued = Pki(tmp_path / "site").ensure_server_cert(["localhost", "127.0.0.1"])
+    server = MotoServer(cert=issued.cert_path, key=issued.key_path).start()
+    try:
+        url = server.url()
+        assert url.startswith("s3://") and "endpoint=https://" in url
+        store = S3ObjectStore(f"{url}&ca_file={issued.ca_path}", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        assert await store.put_if_absent("k", b"over tls")
+        assert await store.get("k") == b"over tls"
+        untrusting = S3ObjectStore(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, timeout=5)  # public CAs only: the handshake must fail
+        with pytest.raises(ObjectStoreError, match="(?i)certificate|ssl"):
+            await untrusting.get("k")
+    finally:
+        server.stop()
