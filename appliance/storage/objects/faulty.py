@@ -28,6 +28,10 @@ class FaultyObjectStore:
         for op in ops:
             self._fail[op] = self._fail.get(op, 0) + count
 
+    def clear_failures(self) -> None:
+        """Forget failures still queued by fail_next."""
+        self._fail.clear()
+
     async def _enter(self, op: str) -> None:
         if self.latency:
             await trio.sleep(self.latency)
@@ -35,7 +39,7 @@ class FaultyObjectStore:
             self.failures += 1
             raise ObjectStoreError(f"injected outage: {op} refused")
         left = self._fail.get(op, 0)
-        if left:
+        if left > 0:
             self._fail[op] = left - 1
             self.failures += 1
             raise ObjectStoreError(f"injected failure: {op}")

@@ -161,3 +161,32 @@ async def test_manifest_commit_after_lost_reply_is_not_fencing():
     ms.seq -= 1  # as if the reply to that create was lost
     await ms.commit(m.copy(), 2)
     assert ms.fenced_by is None and ms.seq == 3
+
+
+async def test_crash_with_uploads_in_flight_then_recover(tmp_path):
+    inner = MemoryObjectStore()
+    store = FaultyObjectStore(inner)
+    async with running_tier(tmp_path / "d", store, close=False) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 60, tag=b"a")
+        await st.tier.upload_all()
+        await produce(st, a, 60, tag=b"b")
+        committed = {o.key for o in st.tier.manifest.objects.values()}
+        store.fail_next(10_000, {"put_if_absent"})  # objects land, the manifest commit does not
+        async with trio.open_nursery() as n:
+            n.start_soon(st.tier.upload_round)
+            with trio.fail_after(5):
+                while not {k for k in inner.objects if k.startswith("data/")} - committed:
+                    await trio.sleep(0.01)
+            n.cancel_scope.cancel()  # the process dies between upload and commit
+        orphans = {k for k in inner.objects if k.startswith("data/")} - committed
+        assert orphans
+    store.clear_failures()
+    async with running_tier(tmp_path / "d", store) as st:
+        got = values(await read_all(st, a))
+        assert got == [b"a%06d" % i + b"." * 1000 for i in range(60)] + [b"b%06d" % i + b"." * 1000 for i in range(60)]
+        await st.tier.upload_all()
+        await st.tier.maintain()  # any half-done object of the dead process is collected
+        referenced = {o.key for o in st.tier.manifest.objects.values()}
+        assert {k for k in inner.objects if k.startswith("data/")} == referenced
+        assert not orphans & referenced
