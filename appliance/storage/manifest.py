@@ -23,8 +23,10 @@ lowest order of the objects it replaced), which keeps every stream's ranges in o
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -47,6 +49,26 @@ class FencedError(StorageError):
 
 def manifest_key(seq: int) -> str:
     return f"{PREFIX}{seq:020d}.mf"
+
+
+def write_cache(path: Path, m: Manifest, *, fsync: bool = True) -> None:
+    """Keep a local copy of the last committed manifest (blocking): a plant node whose object
+    store is down at start-up recovers from it and claims the bucket once the store is back."""
+    tmp = path.with_name(path.name + ".tmp")
+    data = m.encode()
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_cache(path: Path) -> Manifest | None:
+    try:
+        return Manifest.decode(path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError, StorageError):
+        return None
 
 
 @dataclass(slots=True)
@@ -123,6 +145,7 @@ class ManifestStore:
         self.store = store
         self.seq = 0
         self.epoch = 0
+        self.claimed = False  # False while running on a cached manifest (store unreachable at start)
         self.fenced_by: int | None = None
 
     async def load_latest(self) -> Manifest | None:
@@ -144,7 +167,7 @@ class ManifestStore:
             m.epoch += 1
             m.written_ms = now_ms
             if await self.store.put_if_absent(manifest_key(m.seq), m.encode()):
-                self.seq, self.epoch = m.seq, m.epoch
+                self.seq, self.epoch, self.claimed = m.seq, m.epoch, True
                 log.info("manifest_claimed", seq=m.seq, epoch=m.epoch, store=self.store.url)
                 return m
             latest = await self.load_latest()
@@ -154,6 +177,8 @@ class ManifestStore:
         ObjectStoreError if the store failed (then nothing is known to be written: retry)."""
         if self.fenced_by is not None:
             raise FencedError(f"fenced by a writer with epoch {self.fenced_by}")
+        if not self.claimed:
+            raise StorageError("the manifest is not claimed yet")
         m.epoch = self.epoch
         m.written_ms = now_ms
         while True:
@@ -175,6 +200,8 @@ class ManifestStore:
         """Raise FencedError if a manifest after ours exists (another node took over)."""
         if self.fenced_by is not None:
             raise FencedError(f"fenced by a writer with epoch {self.fenced_by}")
+        if not self.claimed:
+            return
         try:
             other = await self.store.get(manifest_key(self.seq + 1))
         except ObjectNotFoundError:
@@ -185,8 +212,18 @@ class ManifestStore:
         self.fenced_by = epoch
         raise FencedError(f"another node (epoch {epoch}) took over {self.store.url}; this node's epoch is {self.epoch}")
 
+    async def claim_after_offline(self, cached: Manifest, now_ms: int) -> None:
+        """Claim the writer epoch for a node that started on its cached manifest. If the bucket
+        moved on meanwhile (another node wrote), this node is the stale one: FencedError."""
+        latest = await self.load_latest()
+        if latest is not None and latest.seq != cached.seq:
+            self._fence(latest.epoch)
+        await self.claim(latest, now_ms)
+
     async def prune(self) -> int:
         """Delete manifests older than the newest KEEP_OLD; returns how many went."""
+        if not self.claimed:
+            return 0
         listed = await self.store.list(PREFIX)
         old = [o.key for o in listed if (m := _KEY.match(o.key)) and int(m.group(1)) <= self.seq - KEEP_OLD]
         for key in old:
@@ -194,4 +231,5 @@ class ManifestStore:
         return len(old)
 
 
-__all__ = ["FencedError", "Manifest", "ManifestStore", "ObjectEntry", "StreamEntry", "manifest_key"]
+__all__ = ["FencedError", "Manifest", "ManifestStore", "ObjectEntry", "StreamEntry", "manifest_key", "read_cache",
+           "write_cache"]

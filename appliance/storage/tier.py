@@ -28,6 +28,8 @@ import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 import trio
@@ -38,7 +40,14 @@ from appliance.kafka import records
 from appliance.logs import get_logger
 from appliance.storage import stream_object as so
 from appliance.storage.block_cache import BlockCache
-from appliance.storage.manifest import FencedError, Manifest, ManifestStore, ObjectEntry, StreamEntry
+from appliance.storage.manifest import (
+    FencedError,
+    Manifest,
+    ManifestStore,
+    ObjectEntry,
+    StreamEntry,
+    write_cache,
+)
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects.metered import MeteredObjectStore
 from appliance.storage.objects.port import ObjectNotFoundError
@@ -70,7 +79,8 @@ def data_key(oid: int, epoch: int) -> str:
 class ObjectTier:
     def __init__(self, wal: WalLogStore, meta: LocalMetaStore, store: MeteredObjectStore, manifests: ManifestStore,
                  manifest: Manifest, settings: StorageSettings, *, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, delete_grace: float = 60.0) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, delete_grace: float = 60.0,
+                 cache_path: Path | None = None) -> None:
         self.wal = wal
         self.meta = meta
         self.store = store
@@ -80,6 +90,7 @@ class ObjectTier:
         self.clock = clock
         self.monotonic = monotonic
         self.delete_grace = delete_grace
+        self.cache_path = cache_path
         self.cache = BlockCache(store, settings.block_cache_size)
         self.retention_source: RetentionSource | None = None
         self.closing = False
@@ -297,13 +308,30 @@ class ObjectTier:
         if not (force or doomed or meta_version != self._meta_version or new.streams != old.streams
                 or new.next_stream_id != old.next_stream_id):
             return False
-        await self._retry("commit manifest", lambda: self.manifests.commit(new, self.now_ms()))
+        await self._retry("commit manifest", self._claim_and_commit(new))
         self.manifest = new
+        await self._write_cache(new)
         self._meta_version = meta_version
         wal.mark_uploaded({sid: e.end for sid, e in new.streams.items()})
         due = self.monotonic() + self.delete_grace
         self._doomed.extend((due, key) for key in doomed)
         return True
+
+    def _claim_and_commit(self, new: Manifest) -> Callable[[], Awaitable[None]]:
+        async def attempt() -> None:
+            if not self.manifests.claimed:
+                await self.manifests.claim_after_offline(self.manifest, self.now_ms())
+                log.info("manifest_claimed_after_offline_start", seq=self.manifests.seq, epoch=self.manifests.epoch)
+            await self.manifests.commit(new, self.now_ms())
+
+        return attempt
+
+    async def _write_cache(self, m: Manifest) -> None:
+        if self.cache_path is not None:
+            try:
+                await trio.to_thread.run_sync(partial(write_cache, self.cache_path, m, fsync=self.settings.fsync))
+            except OSError as e:
+                log.warning("manifest_cache_write_failed", error=str(e))
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -391,6 +419,11 @@ class ObjectTier:
         """One pass: fencing probe, retention, compaction, garbage. Store errors are logged and
         tried again next pass."""
         try:
+            if not self.manifests.claimed:
+                async with self._lock:
+                    if not self.manifests.claimed:
+                        await self.manifests.claim_after_offline(self.manifest, self.now_ms())
+                        log.info("manifest_claimed_after_offline_start", seq=self.manifests.seq)
             await self.manifests.check_fenced()
             if await self.apply_retention():
                 await self.upload_round()
@@ -522,7 +555,7 @@ class ObjectTier:
                 keep.append((due, key))
                 self.last_error = f"delete {key}: {e}"
         self._doomed = keep
-        if orphans and self.fenced is None:
+        if orphans and self.fenced is None and self.manifests.claimed:
             referenced = {o.key for o in self.manifest.objects.values()}
             waiting = {k for _d, k in self._doomed}
             found = 0

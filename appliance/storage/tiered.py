@@ -13,12 +13,17 @@ the manifest's snapshot plus the batches the WAL holds above it. Cloud (empty da
 streams, offsets, producer state and MetaStore contents (topics, committed group offsets...) all
 come from the manifest.
 
-Start-up needs the object store (the manifest says what exists and claims the writer epoch): it
-waits, retrying with back-off and logging, until the store answers.
+Start-up reads the manifest and claims the writer epoch, retrying with back-off while the store
+does not answer. A node with a local WAL and a cached copy of its last manifest
+(`<data-dir>/manifest.cache`) stops waiting after OFFLINE_START_WAIT and starts from the cache:
+it takes appends into the WAL (within `wal_budget`) and claims the bucket once the store is back,
+unless another node wrote to it meanwhile (then it is fenced). A node without them (a cloud
+node recovering from the bucket) waits until the store answers.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -30,7 +35,7 @@ import trio
 from appliance.config import StorageSettings
 from appliance.errors import OffsetOutOfRangeError, StorageError
 from appliance.logs import get_logger
-from appliance.storage.manifest import ManifestStore
+from appliance.storage.manifest import ManifestStore, read_cache, write_cache
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects import MeteredObjectStore, ObjectStore, open_object_store
 from appliance.storage.ports import ReadResult, StorageStatus, StreamInfo, StreamOffsets
@@ -38,6 +43,9 @@ from appliance.storage.tier import ObjectTier, RetentionPolicy, RetentionSource
 from appliance.storage.wal import WalLogStore, WalSeed
 
 log = get_logger("storage")
+
+MANIFEST_CACHE = "manifest.cache"
+OFFLINE_START_WAIT = 10.0  # seconds a node with a local WAL waits for its store before starting without it
 
 
 class TieredLogStore:
@@ -176,7 +184,7 @@ async def _until_reachable(what: str, fn: Callable[[], Any]) -> Any:
 
 async def open_storage(data_dir: Path, settings: StorageSettings, *, object_store: ObjectStore | None = None,
                        clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
-                       delete_grace: float = 60.0) -> TieredStorage:
+                       delete_grace: float = 60.0, offline_start_wait: float = OFFLINE_START_WAIT) -> TieredStorage:
     """Open (creating if needed) and recover the storage under `data_dir` with its object store."""
     started = time.monotonic()
     data_dir = Path(data_dir)
@@ -187,8 +195,21 @@ async def open_storage(data_dir: Path, settings: StorageSettings, *, object_stor
                                          secret_key=settings.s3_secret_key)
     store = MeteredObjectStore(object_store)
     manifests = ManifestStore(store)
-    latest = await _until_reachable("load manifest", manifests.load_latest)
-    manifest = await _until_reachable("claim manifest", lambda: manifests.claim(latest, int(clock() * 1000)))
+    cache_path = data_dir / MANIFEST_CACHE
+    wal_dir = data_dir / "wal"
+    cached = read_cache(cache_path) if wal_dir.exists() and any(wal_dir.glob("*.wal")) else None
+    manifest = None
+    # With a local WAL and a cached manifest, a plant starts even while its store is down.
+    with trio.move_on_after(offline_start_wait if cached is not None else math.inf):
+        latest = await _until_reachable("load manifest", manifests.load_latest)
+        manifest = await _until_reachable("claim manifest", lambda: manifests.claim(latest, int(clock() * 1000)))
+    if manifest is None:
+        assert cached is not None
+        manifest = cached
+        log.warning("starting_from_cached_manifest", seq=cached.seq, store=store.url,
+                    reason="object store unreachable; uploads wait until it answers")
+    else:
+        await trio.to_thread.run_sync(partial(write_cache, cache_path, manifest, fsync=settings.fsync))
     seed = WalSeed(
         manifest.next_stream_id,
         tuple((sid, e.name, e.lat, e.log_start, e.end) for sid, e in sorted(manifest.streams.items())),
@@ -202,7 +223,7 @@ async def open_storage(data_dir: Path, settings: StorageSettings, *, object_stor
     meta = await trio.to_thread.run_sync(
         partial(LocalMetaStore.open, meta_dir, fsync=settings.fsync, compact_bytes=settings.meta_compact_bytes))
     tier = ObjectTier(wal, meta, store, manifests, manifest, settings, clock=clock, monotonic=monotonic,
-                      delete_grace=delete_grace)
+                      delete_grace=delete_grace, cache_path=cache_path)
     log.info("storage_opened", data_dir=str(data_dir), object_store=store.url, epoch=manifests.epoch,
              manifest=manifests.seq, objects=len(manifest.objects), streams=len(manifest.streams),
              seconds=round(time.monotonic() - started, 3))

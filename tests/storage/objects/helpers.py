@@ -27,8 +27,9 @@ def tier_settings(**overrides: Any) -> StorageSettings:
 
 @asynccontextmanager
 async def running_tier(path: Path, store: ObjectStore, *, close: bool = True, delete_grace: float = 0.0,
-                       **overrides: Any) -> AsyncIterator[TieredStorage]:
-    storage = await open_storage(path, tier_settings(**overrides), object_store=store, delete_grace=delete_grace)
+                       offline_start_wait: float = 10.0, **overrides: Any) -> AsyncIterator[TieredStorage]:
+    storage = await open_storage(path, tier_settings(**overrides), object_store=store, delete_grace=delete_grace,
+                                 offline_start_wait=offline_start_wait)
     async with trio.open_nursery() as nursery:
         await nursery.start(storage.run)
         try:

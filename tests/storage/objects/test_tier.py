@@ -190,3 +190,41 @@ async def test_crash_with_uploads_in_flight_then_recover(tmp_path):
         referenced = {o.key for o in st.tier.manifest.objects.values()}
         assert {k for k in inner.objects if k.startswith("data/")} == referenced
         assert not orphans & referenced
+
+
+async def test_plant_starts_while_its_store_is_down_and_claims_it_later(tmp_path):
+    store = FaultyObjectStore(MemoryObjectStore())
+    async with running_tier(tmp_path / "d", store) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 30, tag=b"a")
+    store.outage = True
+    async with running_tier(tmp_path / "d", store, offline_start_wait=0.3, upload_interval=0.05) as st:
+        assert not st.tier.manifests.claimed
+        await produce(st, a, 30, tag=b"b")  # acknowledged from the WAL while the store is down
+        assert len(await read_all(st, a, 30)) == 30
+        store.outage = False
+        with trio.fail_after(10):
+            while st.status().unuploaded_bytes:
+                await trio.sleep(0.02)
+        assert st.tier.manifests.claimed and not st.status().fenced
+    async with running_tier(tmp_path / "cloud", store) as st:  # the bucket alone has all 60
+        assert len(await read_all(st, a)) == 60
+
+
+async def test_offline_started_node_is_fenced_if_the_bucket_moved_on(tmp_path):
+    inner = MemoryObjectStore()
+    store = FaultyObjectStore(inner)
+    async with running_tier(tmp_path / "d", store) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 5)
+    store.outage = True  # this node cannot reach the bucket...
+    async with running_tier(tmp_path / "d", store, offline_start_wait=0.3, upload_interval=0.05) as st:
+        async with running_tier(tmp_path / "other", inner):
+            pass  # ...while another node takes it over
+        store.outage = False
+        with trio.fail_after(10):
+            while not st.status().fenced:
+                await trio.sleep(0.02)
+        assert "took over" in st.status().last_error
+        with pytest.raises(StorageError, match="no longer writes"):
+            await produce(st, a, 1)
