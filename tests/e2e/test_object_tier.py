@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -70,6 +72,11 @@ def test_cloud_node_recovers_everything_from_the_bucket(make_appliance, tmp_path
     committed = c.committed([TopicPartition("line.telemetry", 0)], timeout=10)
     c.close()
     assert committed[0].offset == 50
+    # the admin API tells what the tier holds
+    with urllib.request.urlopen(app.admin_url + "/api/v1/storage", timeout=10) as resp:
+        extra = json.loads(resp.read())["extra"]
+    assert extra["object_store"] == url and extra["objects"] >= 1 and extra["fenced"] is False
+    assert extra["requests"]["get"] >= 1
     # and it keeps going: new data lands after the recovered offsets
     more = produce(app.bootstrap, "line.telemetry", 30, prefix="b-")
     assert len(consume_all(app.bootstrap, "line.telemetry", len(sent) + len(more))) == len(sent) + len(more)
