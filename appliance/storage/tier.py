@@ -156,7 +156,12 @@ class ObjectTier:
             due = (self.wal.durable_bytes - self._mark >= s.upload_bytes
                    or self.monotonic() - self._last_round >= s.upload_interval)
             if due and not self.closing:
-                await self.upload_round()
+                try:
+                    await self.upload_round()
+                except Exception as e:  # a bug must not stop uploads for good: say it, try again
+                    self.last_error = f"upload round failed: {e!r}"
+                    log.error("upload_round_failed", error=repr(e))
+                    await trio.sleep(BACKOFF_MAX)
 
     async def upload_all(self) -> bool:
         """Upload rounds until nothing is pending (shutdown, tests). False if fenced."""
@@ -436,6 +441,9 @@ class ObjectTier:
         except StorageError as e:
             self.last_error = f"maintenance: {e}"
             log.warning("maintenance_failed", error=str(e))
+        except Exception as e:  # a bug must not stop maintenance for good: say it, try next pass
+            self.last_error = f"maintenance: {e!r}"
+            log.error("maintenance_failed", error=repr(e))
         self._passes += 1
 
     async def apply_retention(self) -> bool:

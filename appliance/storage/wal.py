@@ -962,7 +962,10 @@ class WalLogStore:
 
     def producer_snapshot(self, stream_id: int, end: int) -> dict[int, list[Any]]:
         """The stream's idempotent-producer state as of offset `end` (batches below it)."""
-        table = ProducerStateTable.restore(self._stream(stream_id).producers.snapshot())
+        s = self._streams.get(stream_id)
+        if s is None:
+            return {}
+        table = ProducerStateTable.restore(s.producers.snapshot())
         table.truncate(end)
         return table.snapshot()
 

@@ -107,3 +107,22 @@ async def test_fencing_over_s3_end_to_end(tmp_path, moto):
             await produce(second, a, 1)
             await second.tier.upload_all()
             assert second.status().requests["put"] >= 3
+
+
+async def test_deleted_stream_objects_go_and_cloud_recovery_forgets_it(tmp_path):
+    store = MemoryObjectStore()
+    async with running_tier(tmp_path / "d", store, stream_object_bytes=4 << 10) as st:
+        a = await st.logs.create_stream("gone-0")
+        b = await st.logs.create_stream("kept-0")
+        await _rounds(st, a, 3, 10)
+        await produce(st, b, 4)
+        await st.tier.upload_all()
+        await st.logs.delete_stream(a)
+        await st.tier.upload_all()
+        await st.tier.collect_garbage()
+        keys = {k for k in store.objects if k.startswith("data/")}
+        assert keys == {o.key for o in st.tier.manifest.objects.values()}
+        assert all(a not in o.ranges for o in st.tier.manifest.objects.values())
+    async with running_tier(tmp_path / "cloud", store) as st:
+        assert [s.name for s in st.logs.streams().values()] == ["kept-0"]
+        assert len(await read_all(st, b)) == 4
