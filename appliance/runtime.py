@@ -68,7 +68,7 @@ class Appliance:
             async with trio.open_nursery() as services:
                 await services.start(self.storage.run)
                 self.broker = Broker(s, self.storage)
-                self.storage.set_retention_source(partial(_retention_policies, self.broker))
+                self.storage.set_retention_source(lambda: _retention_policies(self.broker, self.uplink))
                 await self.broker.load()
                 await services.start(self.broker.groups.run)
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
@@ -159,15 +159,17 @@ class Appliance:
             pass
 
 
-def _retention_policies(broker: Any) -> dict[int, Any]:
-    """Per-stream retention from the topics' configs (storage never imports the broker)."""
+def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
+    """Per-stream retention from the topics' configs (storage never imports the broker), held back
+    below what the uplink has not forwarded yet unless `[uplink] hold_unforwarded = false`."""
     from appliance.storage.tier import RetentionPolicy
 
+    floors = uplink.retention_floors() if uplink is not None else {}
     out = {}
     for topic in broker.topics.all():
-        policy = RetentionPolicy(int(topic.config("retention.ms")), int(topic.config("retention.bytes")))
+        ms, size = int(topic.config("retention.ms")), int(topic.config("retention.bytes"))
         for sid in topic.streams:
-            out[sid] = policy
+            out[sid] = RetentionPolicy(ms, size, floors.get(sid))
     return out
 
 

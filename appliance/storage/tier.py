@@ -67,6 +67,7 @@ ORPHAN_SCAN_EVERY = 10  # maintenance passes between orphan scans (and one at st
 class RetentionPolicy:
     retention_ms: int = -1  # -1: keep forever
     retention_bytes: int = -1  # -1: no size limit
+    keep_from: int | None = None  # never delete at or above this offset (e.g. not yet forwarded by the uplink)
 
 
 RetentionSource = Callable[[], Mapping[int, RetentionPolicy]]
@@ -471,7 +472,8 @@ class ObjectTier:
                 base, last, nbytes, max_ts, _oid = rs[k]
                 expired = policy.retention_ms >= 0 and max_ts < now - policy.retention_ms
                 too_big = policy.retention_bytes >= 0 and total - nbytes >= policy.retention_bytes
-                if not (expired or too_big):
+                held = policy.keep_from is not None and last >= policy.keep_from
+                if held or not (expired or too_big):
                     break
                 total -= nbytes
                 k += 1

@@ -54,6 +54,25 @@ async def test_retention_ms_by_batch_timestamps(tmp_path):
         assert len(st.tier.manifest.objects) == 1
 
 
+async def test_retention_holds_what_the_uplink_has_not_forwarded(tmp_path):
+    store = MemoryObjectStore()
+    async with running_tier(tmp_path / "d", store, stream_object_bytes=4 << 10) as st:
+        st.tier.clock = lambda: (NOW + 10_000) / 1000
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 10, ts=NOW - 60_000)
+        await st.tier.upload_all()
+        await produce(st, a, 10, ts=NOW - 60_000)
+        await st.tier.upload_all()
+        # Everything is past retention.ms, but the uplink has forwarded only offsets below 5.
+        st.set_retention_source(lambda: {a: RetentionPolicy(30_000, -1, keep_from=5)})
+        await st.tier.maintain()
+        assert st.logs.offsets(a).log_start == 0  # the first object holds offset 5: kept whole
+        st.set_retention_source(lambda: {a: RetentionPolicy(30_000, -1, keep_from=12)})
+        await st.tier.maintain()
+        assert st.logs.offsets(a).log_start == 10  # first object forwarded and expired; second held
+        assert len(await read_all(st, a, 10)) == 10
+
+
 async def test_compaction_merges_small_objects_and_keeps_every_record(tmp_path):
     store = MemoryObjectStore()
     async with running_tier(tmp_path / "d", store, compact_small_bytes=64 << 10, compact_min_objects=4,
