@@ -24,6 +24,7 @@ from appliance.errors import (
     StreamNotFoundError,
 )
 from appliance.kafka import records
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -103,9 +104,18 @@ def stage(ctx: RequestContext, req: m.ProduceRequest) -> Awaitable[m.ProduceResp
     outcomes: list[tuple[str, list[_Outcome]]] = []
     for t in req.topic_data:
         topic = ctx.broker.topics.get(t.name)
+        d = authz.decision(ctx, "produce", t.name) if not code else None
+        cap = d.limits.max_payload if d is not None and d.allowed and d.limits is not None else None
         parts = []
         for p in t.partition_data:
-            parts.append(_Outcome(p.index).fail(code, msg) if code else _append_partition(ctx, topic, p.index, p.records))
+            if code:
+                parts.append(_Outcome(p.index).fail(code, msg))
+            elif d is not None and not d.allowed:
+                parts.append(_Outcome(p.index).fail(authz.TOPIC_DENIED, None))
+            elif cap is not None and p.records is not None and len(p.records) > cap:
+                parts.append(_Outcome(p.index).fail(ErrorCode.MESSAGE_TOO_LARGE, f"over the conduit's max_payload {cap}"))
+            else:
+                parts.append(_append_partition(ctx, topic, p.index, p.records))
         outcomes.append((t.name, parts))
     if acks == 0:
         return None
