@@ -11,6 +11,7 @@ or strings such as "250ms", "30s", "7d".
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -483,6 +484,11 @@ class Settings:
     listeners: tuple[ListenerSettings, ...] = ()
     source: str = "<defaults>"
 
+    def __post_init__(self) -> None:
+        for x in self.listeners:
+            if x.protocol == "admin" and x.security != "mtls" and not _loopback(x.bind.host):
+                raise ValueError(f"admin listener {x.name!r} on {x.bind} is off loopback: it needs security = \"mtls\"")
+
     @property
     def data_dir(self) -> Path:
         return self.node.data_dir
@@ -544,7 +550,10 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
             built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
         else:
             built[name] = build_section(cls, table, source, name)
-    return Settings(source=source, **built, **arrays)
+    try:
+        return Settings(source=source, **built, **arrays)
+    except ValueError as e:  # cross-section checks in Settings.__post_init__
+        raise ConfigError(source, "listeners", str(e)) from None
 
 
 def build_array_section(cls: type, entries: Any, source: str, name: str) -> tuple[Any, ...]:
@@ -561,6 +570,15 @@ def build_array_section(cls: type, entries: Any, source: str, name: str) -> tupl
                 raise ConfigError(source, f"{name}[{i}].{unique}", f"{topic!r} is already declared by {name}[{seen[topic]}]")
             seen[topic] = i
     return built
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe(settings: Settings) -> dict[str, dict[str, Any]]:

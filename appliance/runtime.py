@@ -127,7 +127,9 @@ class Appliance:
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
                          mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
                          advertised=f"{self.broker.advertised_host}:{self.kafka.port}",
-                         admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir))
+                         admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir),
+                         listeners=",".join(f"{n}={p}" for n, p in self.listener_ports.items()),
+                         authorization="on" if self.security.enabled else "off")
                 task_status.started(self)
                 await self.stopping.wait()
                 await self._drain()
@@ -168,11 +170,7 @@ class Appliance:
 
     def _admin_server(self, cls: Any, x: Any, *, first: bool) -> Any:
         """An admin listener off loopback must be mTLS; its clients need the `admin` operation."""
-        from appliance.admin.server import _is_loopback
-
-        declared = any(d.name == x.name for d in self.settings.listeners)
-        if declared and not _is_loopback(x.bind.host) and x.security != "mtls":
-            raise StartupError(f"admin listener {x.name!r} on {x.bind} is not on loopback: it needs security = \"mtls\"")
+        declared = any(d.name == x.name for d in self.settings.listeners)  # off loopback: mTLS (config.py)
         guard = self._guard(x)
         authorize = None
         if guard.uses_tls or (declared and self.security.enabled):

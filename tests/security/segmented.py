@@ -115,12 +115,12 @@ def pki_issue(data_dir: Path, zone: str, id: str, *extra: str) -> IssuedCert:
 class Segmented(ApplianceProcess):
     """ApplianceProcess that also knows each listener's port (ready.json "listeners")."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: str = CONFIG, rules: str = RULES) -> None:
         super().__init__(data_dir)
         self.rules_path = data_dir.parent / "rules.toml"
-        self.rules_path.write_text(RULES)
+        self.rules_path.write_text(rules)
         cfg = data_dir.parent / "segmented.toml"
-        cfg.write_text(CONFIG.format(rules=self.rules_path))
+        cfg.write_text(config.format(rules=self.rules_path))
         self.config = cfg
         self.ports: dict[str, int] = {}
 
