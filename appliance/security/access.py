@@ -47,6 +47,19 @@ class RateLimits:
     buckets: dict[str, TokenBucket] = field(default_factory=dict)
     refused: int = 0
 
+    def delay(self, key: str, rate: float, count: int, now: float) -> float:
+        """Take `count` at once (going into debt, as Kafka quotas do) and return the seconds the
+        client should wait so its rate stays at `rate`: 0 while within the burst."""
+        b = self.buckets.get(key)
+        if b is None or b.rate != rate:
+            b = self.buckets[key] = TokenBucket(rate, max(rate, 1.0), now)
+        b.tokens = min(max(rate, 1.0), b.tokens + (now - b.last) * rate) - count
+        b.last = now
+        if b.tokens >= 0:
+            return 0.0
+        self.refused += 1
+        return -b.tokens / rate
+
     def allow(self, key: str, rate: float, now: float) -> bool:
         b = self.buckets.get(key)
         if b is None or b.rate != rate:  # a reload may change the rate

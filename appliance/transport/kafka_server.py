@@ -31,6 +31,7 @@ from appliance.kafka.api.context import RequestContext
 from appliance.kafka.broker import Broker
 from appliance.kafka.protocol import codec
 from appliance.logs import get_logger
+from appliance.security.access import RateLimits
 from appliance.transport.framing import FrameReader
 from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
@@ -72,6 +73,7 @@ class KafkaServer:
         self.guard = guard or ListenerGuard(name, tls=ssl_context)
         self.advertised_host = advertised_host  # None: the broker's (kafka.advertised_host)
         self._principals: dict[int, Any] = {}
+        self._rates: dict[int, RateLimits] = {}
         self.port: int | None = None
         self._listeners: list[trio.SocketListener] = []
         self._ids = itertools.count(1)
@@ -141,6 +143,7 @@ class KafkaServer:
             self.connections -= 1
             self._read_scopes.pop(conn_id, None)
             self._principals.pop(conn_id, None)
+            self._rates.pop(conn_id, None)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
@@ -210,7 +213,8 @@ class KafkaServer:
                              principal=self._principals.get(conn_id), zone=self.guard.rule_zone,
                              authorizer=self.guard.security,
                              advertised=(self.advertised_host or self.broker.advertised_host,
-                                         self.port if self.port is not None else self.listen.port))
+                                         self.port if self.port is not None else self.listen.port),
+                             rates=self._rates.setdefault(conn_id, RateLimits()))
         stage = getattr(handler, "stage", None)
         try:
             if stage is not None:

@@ -27,6 +27,14 @@ RULES = """
 [zones.local]
 
 [[conduits]]
+name = "apps-slow"
+from = "plant-apps"
+to = "kafka-plant"
+allow = ["produce", "create_topic"]
+topics = { prefix = "apps.slow." }
+rate = { msgs_per_s = 50 }
+
+[[conduits]]
 name = "apps"
 from = "plant-apps"
 to = "kafka-plant"

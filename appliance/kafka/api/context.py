@@ -35,6 +35,7 @@ class RequestContext:
     zone: str | None = None  # the listener's zone for the rules (None on mTLS: the certificate's)
     authorizer: Any = None  # appliance.security.service.Security; None: authorization off
     advertised: tuple[str, int] | None = None  # host/port of the listener the client came in on
+    rates: Any = None  # appliance.security.access.RateLimits of this connection (conduit msgs_per_s)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def endpoint(self) -> tuple[str, int]:
