@@ -71,6 +71,8 @@ class Appliance:
         self.admin: Any = None
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
+        self.ingest: Any = None  # KafkaIngestSink: .snapshot() gives the ingestion counters
+        self.egress: Any = None
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.security: Any = None  # appliance.security.service.Security
         self.admin_servers: list[Any] = []
@@ -141,6 +143,9 @@ class Appliance:
             log.info("stopped")
 
     async def _start_mqtt(self, services: trio.Nursery) -> None:
+        from appliance.ingest.egress import KafkaToMqtt
+        from appliance.ingest.kafka_sink import KafkaIngestSink
+        from appliance.ingest.pipeline import Ingestor
         from appliance.mqtt.broker import Broker as MqttBroker
         from appliance.mqtt.session import Limits
         from appliance.mqtt.state import MetaStoreMqttState
@@ -148,14 +153,24 @@ class Appliance:
 
         s = self.settings
         state = MetaStoreMqttState(self.storage.meta)
-        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=None, state_store=state)
+        # Accepted PUBLISHes become Kafka records; PUBACK/PUBREC wait for their WAL fsync.
+        self.ingest = KafkaIngestSink(Ingestor(s), self.broker, max_pending=s.ingest.max_pending)
+        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=self.ingest, state_store=state)
         state.restore(self.mqtt, trio.current_time())
+        await services.start(self.ingest.run, self.mqtt)
+        if s.mqtt_out:
+            self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt)
+            await services.start(self.egress.run)
         for i, x in enumerate(s.listeners_of("mqtt")):
             bound = await services.start(partial(serve_mqtt, self.mqtt, x.bind, stop=self.stopping,
                                                  grace=s.node.shutdown_grace, guard=self._guard(x), tick=i == 0))
             self.listener_ports[x.name] = bound.port
             if i == 0:
                 self.mqtt_port = bound.port
+        if s.bridge.upstream is not None:
+            from appliance.ingest.bridge.runner import run_bridge
+
+            services.start_soon(run_bridge, s.bridge, self.mqtt, self.stopping)
 
     def _guard(self, x: Any) -> Any:
         """The security side of one listener: name, zone, TLS context source, authorizer."""
