@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,9 @@ import trio
 from appliance import __version__
 from appliance.config import Settings
 from appliance.logs import get_logger
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 log = get_logger("main")
 
@@ -126,10 +130,26 @@ async def _serve(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
+def _os_errors(exc: BaseException) -> list[OSError] | None:
+    """The OSErrors an exception (or a trio exception group) consists of; None if anything else."""
+    if isinstance(exc, BaseExceptionGroup):
+        found: list[OSError] = []
+        for e in exc.exceptions:
+            inner = _os_errors(e)
+            if inner is None:
+                return None
+            found += inner
+        return found
+    return [exc] if isinstance(exc, OSError) else None
+
+
 def run_appliance(settings: Settings) -> int:
     try:
         trio.run(_serve, settings)
-    except OSError as e:
-        log.error("startup_failed", error=str(e))
+    except BaseException as e:  # trio wraps a port in use or a full disk in exception groups
+        errors = _os_errors(e)
+        if not errors:
+            raise
+        log.error("startup_failed", error="; ".join(str(x) for x in errors))
         return 1
     return 0

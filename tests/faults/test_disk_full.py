@@ -53,9 +53,15 @@ def _fill(path) -> int:
     return written
 
 
-def test_full_disk_pushes_back_stays_up_and_recovers_without_loss(small_disk, make_appliance):
+def _appliance_on(disk, make_appliance, tmp_path):
     # small_disk is set up first, so it is torn down (unmounted) after the appliance is killed.
-    app = make_appliance("disk/data").start()
+    app = make_appliance("disk/data")
+    app.log_path = tmp_path / "appliance.log"  # the log must not compete for the small disk
+    return app
+
+
+def test_full_disk_pushes_back_stays_up_and_recovers_without_loss(small_disk, make_appliance, tmp_path):
+    app = _appliance_on(small_disk, make_appliance, tmp_path).start()
     create_topic(app.bootstrap, TOPIC, PARTITIONS)
     load = IdempotentLoad(app.bootstrap, TOPIC, PARTITIONS, max_in_flight_records=2000).start()
     assert load.wait_for_acks(3000, 30), load.errors[:3]
@@ -98,3 +104,23 @@ def test_full_disk_pushes_back_stays_up_and_recovers_without_loss(small_disk, ma
     report("disk full (48 MiB tmpfs filled, then freed)", iterations=1, acknowledged=after.acknowledged,
            lost=len(after.lost), duplicates=after.duplicates, recovery_p50_s=round(recovery, 3),
            recovery_p99_s=round(recovery, 3))
+
+
+def test_restart_on_a_full_disk_fails_cleanly_then_starts_with_all_data(small_disk, make_appliance, tmp_path):
+    app = _appliance_on(small_disk, make_appliance, tmp_path).start()
+    create_topic(app.bootstrap, TOPIC, PARTITIONS)
+    load = IdempotentLoad(app.bootstrap, TOPIC, PARTITIONS).start()
+    assert load.wait_for_acks(2000, 30), load.errors[:3]
+    assert load.stop() == 0 and not load.errors
+    filler = small_disk / "filler"
+    _fill(filler)
+    app.kill()
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        app.start()
+    text = app.log_text()
+    assert "startup_failed" in text and "No space left on device" in text
+    assert "Traceback" not in text, "a full disk at start-up should be one clear log line, not a traceback"
+    filler.unlink()
+    app.start()
+    verdict = verify(load.acked, read_partitions(app.bootstrap, TOPIC, PARTITIONS))
+    assert not verdict.problems(), verdict.problems()
