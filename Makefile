@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast venv deps system-deps js-deps lint generate pyz clean bench faults faults-long
+.PHONY: run test test-fast venv deps system-deps js-deps lint generate pyz lock units clean bench faults faults-long
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,13 @@ system-deps:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
 	fi
 
+# The test suite builds the pyz too, so it needs the build tools.
 $(VENV)/.test-installed: pyproject.toml $(VENV)/.installed
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,build]'
+	touch $@
+
+$(VENV)/.build-installed: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e '.[build]'
 	touch $@
 
 js-deps: tests/js/package.json
@@ -56,6 +61,19 @@ lint: $(VENV)/.test-installed
 # Regenerates the Kafka message classes from ../shared/kafka-protocol/message-specs.
 generate: venv
 	$(PY) packaging/gen_kafka_protocol.py
+
+# dist/millstream.pyz: one zipapp for CPython 3.10-3.13 on x86_64 Linux (glibc >= 2.28), built
+# reproducibly from packaging/requirements.lock. See packaging/README.md.
+pyz: $(VENV)/.build-installed
+	$(PY) packaging/build_pyz.py
+
+# Re-resolves packaging/requirements.lock (needs CPython 3.10-3.13 installed, e.g. with pyenv).
+lock: $(VENV)/.build-installed
+	$(PY) packaging/lock.py
+
+# Rewrites packaging/systemd/*.service from appliance/cli_service.py.
+units: venv
+	$(PY) packaging/systemd/render.py
 
 bench: deps
 	$(PY) bench/kafka_produce_consume.py

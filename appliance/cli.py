@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, cli_service
 from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
@@ -21,6 +21,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="WAL, metadata and certificates (default ./var)")
     p.add_argument("--kafka-listen", metavar="HOST:PORT", help="Kafka listener (default 0.0.0.0:9092)")
     p.add_argument("--advertised-host", metavar="HOST", help="host name Kafka clients are told to use")
+    p.add_argument("--mqtt-listen", metavar="HOST:PORT", help="MQTT listener (default 0.0.0.0:1883; plant role)")
     p.add_argument("--admin-listen", metavar="HOST:PORT", help="admin API (default 127.0.0.1:9644)")
     p.add_argument("--node-id", metavar="N", type=int, help="broker id (default 1)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -42,6 +43,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     put("kafka", "listen", args.kafka_listen)
     put("kafka", "advertised_host", args.advertised_host)
     put("admin", "listen", args.admin_listen)
+    put("mqtt", "listen", args.mqtt_listen)
     put("log", "level", args.log_level)
     put("log", "file", args.log_file)
     if args.no_fsync:
@@ -49,14 +51,56 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return o
 
 
-def version_info() -> dict[str, Any]:
-    from appliance.kafka.records import crc32c_is_native
+def _revision() -> str:
+    """Git revision: baked into a pyz build, else `git describe` of a checkout, else "unknown"."""
+    try:
+        from appliance._build_info import REVISION  # written by packaging/build_pyz.py
 
+        return REVISION
+    except ImportError:
+        pass
+    import subprocess
+    from pathlib import Path
+
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / ".git").exists():
+        return "unknown"
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=checkout,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def version_info() -> dict[str, Any]:
+    # asks the native libraries directly (not appliance.kafka.records & co) to keep `version` quick
+    import os
+
+    import google_crc32c
+
+    try:
+        from msgpack import _cmsgpack  # noqa: F401  (the C extension; msgpack falls back to Python)
+
+        msgpack_impl = "c"
+    except ImportError:
+        msgpack_impl = "python (slow)"
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        tls_lib = rust_openssl.openssl_version_text()
+    except Exception as e:  # a broken native library must not break `version`
+        tls_lib = f"unavailable ({type(e).__name__})"
     return {
         "millstream": __version__,
+        "revision": _revision(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "crc32c": "c" if crc32c_is_native() else "python (slow)",
+        "executable": sys.executable,
+        "pyz": os.environ.get("MILLSTREAM_PYZ", "no"),
+        "crc32c": "c" if google_crc32c.implementation == "c" else "python (slow)",
+        "msgpack": msgpack_impl,
+        "cryptography": tls_lib,
     }
 
 
@@ -78,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.runtime import run_appliance
 
     settings = load_settings(args.config, _overrides(args))
-    logs.configure(settings.log.level, settings.log.file)
+    logs.configure(settings.log.level, settings.log.file, settings.log.file_max_size, settings.log.file_backups)
     return run_appliance(settings)
 
 
@@ -95,7 +139,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="millstream", description="Millstream edge-to-cloud streaming appliance")
+    parser = argparse.ArgumentParser(prog="millstream", description="Millstream edge-to-cloud streaming appliance",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
     v = sub.add_parser("version", help="print version and runtime details")
@@ -105,7 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
     register_security(sub)
+    cli_service.register(sub)
+    parser.epilog = "command tree:\n" + command_tree(parser)
     return parser
+
+
+def command_tree(parser: argparse.ArgumentParser, indent: str = "  ") -> str:
+    """Every command and sub-command with its help, for the end of `millstream --help`."""
+    lines = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                lines.append(f"{indent}{name:<{max(1, 24 - len(indent))}} {helps.get(name, '')}".rstrip())
+                nested = command_tree(sub, indent + "  ")
+                if nested:
+                    lines.append(nested)
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -177,10 +177,20 @@ class NodeSettings:
     shutdown_grace: float = setting(10.0, parse_duration, "deadline for in-flight requests on SIGTERM")
 
 
+def _log_file_size(value: Any) -> int:
+    # RotatingFileHandler never rotates at size 0, and a tiny size rotates on every line
+    size = parse_size(value)
+    if size < 1024:
+        raise ValueError(f"must be at least 1KiB, got {size} bytes")
+    return size
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
     file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
+    file_max_size: int = setting(20 << 20, _log_file_size, "rotate the log file at this size (>= 1KiB)")
+    file_backups: int = setting(5, parse_int(1, 1000), "rotated log files kept (file.1 ... file.N)")
 
 
 @dataclass(frozen=True)
@@ -219,12 +229,33 @@ class AdminSettings:
     listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port)
 
 
+@dataclass(frozen=True)
+class MqttSettings:
+    enabled: bool | None = setting(None, lambda v: None if v == "auto" else parse_bool(v),
+                                   'true, false or "auto" (on for the plant role, off for the cloud role)')
+    listen: HostPort = setting(HostPort("0.0.0.0", 1883), parse_host_port, "MQTT listener (3.1.1 and 5.0)")
+    max_packet_size: int = setting(1 << 20, parse_size, "largest MQTT packet a client may send")
+    max_queued_messages: int = setting(1000, parse_int(1, 10_000_000),
+                                       "messages queued per session; beyond it QoS 0 are dropped first, then the oldest")
+    max_inflight: int = setting(256, parse_int(1, 65535),
+                                "receive maximum offered to clients, and cap on QoS 1/2 in flight towards each")
+    keep_alive_max: int = setting(3600, parse_int(0, 65535),
+                                  "seconds; 5.0 clients asking for more (or 0) are told this (0 = no cap)")
+    connect_timeout: float = setting(10.0, parse_duration, "time a new connection has to send CONNECT")
+    session_expiry_max: int = setting(7 * 86400, parse_int(0, 0xFFFFFFFF),
+                                      "seconds a persistent session outlives its connection at most")
+    retain_available: bool = setting(True, parse_bool, "accept retained messages")
+    max_qos: int = setting(2, parse_int(0, 2), "highest QoS granted")
+    topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSettings,
     "log": LogSettings,
     "kafka": KafkaSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
+    "mqtt": MqttSettings,
 }
 
 
@@ -235,11 +266,16 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     source: str = "<defaults>"
 
     @property
     def data_dir(self) -> Path:
         return self.node.data_dir
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        return self.mqtt.enabled if self.mqtt.enabled is not None else self.node.role == "plant"
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:

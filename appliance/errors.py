@@ -92,3 +92,7 @@ class DuplicateBatchError(ProducerStateError):
         super().__init__(f"duplicate of batch at offset {base_offset}")
         self.base_offset = base_offset
         self.last_offset = last_offset
+
+
+class StartupError(MillstreamError):
+    """The appliance cannot start (a port in use, a data dir not writable...): one clear line."""

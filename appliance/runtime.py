@@ -16,16 +16,18 @@ import os
 import signal
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import trio
 
-from appliance import __version__
-from appliance.config import Settings
-from appliance.logs import get_logger
-
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
+
+from appliance import __version__
+from appliance.config import Settings
+from appliance.errors import StartupError
+from appliance.logs import get_logger
 
 log = get_logger("main")
 
@@ -40,6 +42,8 @@ class Appliance:
         self.broker: Any = None
         self.kafka: Any = None
         self.admin: Any = None
+        self.mqtt: Any = None
+        self.mqtt_port: int | None = None
         self.stopping = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -61,10 +65,13 @@ class Appliance:
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
                 await services.start(self.kafka.run)
                 self.broker.advertised_port = self.kafka.port
+                if s.mqtt_enabled:
+                    await self._start_mqtt(services)
                 self.admin = AdminServer(self, s.admin.listen)
                 await services.start(self.admin.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
+                         mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
                          advertised=f"{self.broker.advertised_host}:{self.kafka.port}",
                          admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir))
                 task_status.started(self)
@@ -76,6 +83,20 @@ class Appliance:
                 await self.storage.close()
             self._remove_ready_file()
             log.info("stopped")
+
+    async def _start_mqtt(self, services: trio.Nursery) -> None:
+        from appliance.mqtt.broker import Broker as MqttBroker
+        from appliance.mqtt.session import Limits
+        from appliance.mqtt.state import MetaStoreMqttState
+        from appliance.transport.mqtt_server import serve_mqtt
+
+        s = self.settings
+        state = MetaStoreMqttState(self.storage.meta)
+        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=None, state_store=state)
+        state.restore(self.mqtt, trio.current_time())
+        bound = await services.start(partial(serve_mqtt, self.mqtt, s.mqtt.listen, stop=self.stopping,
+                                             grace=s.node.shutdown_grace))
+        self.mqtt_port = bound.port
 
     def stop(self) -> None:
         self.stopping.set()
@@ -100,7 +121,8 @@ class Appliance:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "role": self.settings.node.role,
-                                   "kafka_port": self.kafka.port, "admin_port": self.admin.port}))
+                                   "kafka_port": self.kafka.port, "admin_port": self.admin.port,
+                                   "mqtt_port": self.mqtt_port}))
         tmp.replace(path)
 
     def _remove_ready_file(self) -> None:
@@ -130,26 +152,26 @@ async def _serve(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
-def _os_errors(exc: BaseException) -> list[OSError] | None:
-    """The OSErrors an exception (or a trio exception group) consists of; None if anything else."""
+def _startup_error(exc: BaseException) -> StartupError | OSError | None:
+    """A StartupError, or an OSError such as a full or read-only data dir, inside trio's groups."""
+    if isinstance(exc, (StartupError, OSError)):
+        return exc
     if isinstance(exc, BaseExceptionGroup):
-        found: list[OSError] = []
         for e in exc.exceptions:
-            inner = _os_errors(e)
-            if inner is None:
-                return None
-            found += inner
-        return found
-    return [exc] if isinstance(exc, OSError) else None
+            found = _startup_error(e)
+            if found is not None:
+                return found
+    return None
 
 
 def run_appliance(settings: Settings) -> int:
     try:
         trio.run(_serve, settings)
-    except BaseException as e:  # trio wraps a port in use or a full disk in exception groups
-        errors = _os_errors(e)
-        if not errors:
+    except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line
+        found = _startup_error(e)
+        if found is None:
             raise
-        log.error("startup_failed", error="; ".join(str(x) for x in errors))
+        log.error("startup_failed", error=str(found))
+        print(f"millstream: cannot start: {found}", file=sys.stderr)
         return 1
     return 0

@@ -33,6 +33,7 @@ class ApplianceProcess:
         # Port 0 on the first start (no race with other processes); restarts reuse the bound ports.
         self.kafka_port = kafka_port or 0
         self.admin_port = 0
+        self.mqtt_port = 0
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-appliance.log"
@@ -49,6 +50,7 @@ class ApplianceProcess:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "appliance", "run", "--role", self.role, "--data-dir", str(self.data_dir),
                "--kafka-listen", f"127.0.0.1:{self.kafka_port}", "--admin-listen", f"127.0.0.1:{self.admin_port}",
+               "--mqtt-listen", f"127.0.0.1:{self.mqtt_port}",
                "--advertised-host", "127.0.0.1"]
         if self.config:
             cmd += ["--config", str(self.config)]
@@ -70,6 +72,7 @@ class ApplianceProcess:
                 if info.get("pid") == self.proc.pid:
                     self.kafka_port = info["kafka_port"]
                     self.admin_port = info["admin_port"]
+                    self.mqtt_port = info.get("mqtt_port") or 0
                     return self
             time.sleep(0.05)
         self.kill()

@@ -14,6 +14,7 @@ import trio
 
 from appliance import __version__
 from appliance.config import HostPort
+from appliance.errors import StartupError
 from appliance.logs import get_logger
 
 log = get_logger("admin")
@@ -26,7 +27,10 @@ class AdminServer:
         self.port: int | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
+        try:
+            listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
+        except OSError as e:
+            raise StartupError(f"admin API cannot listen on {self.listen}: {e.strerror or e}") from None
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self)
         await trio.serve_listeners(self._serve, listeners)

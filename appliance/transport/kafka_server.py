@@ -25,7 +25,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
 from appliance.config import HostPort
-from appliance.errors import ProtocolError
+from appliance.errors import ProtocolError, StartupError
 from appliance.kafka.api import HANDLERS
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.broker import Broker
@@ -82,7 +82,10 @@ class KafkaServer:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         host = None if self.listen.host in ("", "0.0.0.0", "::") else self.listen.host
-        self._listeners = await trio.open_tcp_listeners(self.listen.port, host=host)
+        try:
+            self._listeners = await trio.open_tcp_listeners(self.listen.port, host=host)
+        except OSError as e:
+            raise StartupError(f"{self.name} listener cannot listen on {self.listen}: {e.strerror or e}") from None
         self.port = self._listeners[0].socket.getsockname()[1]
         log.info("listening", listener=self.name, address=f"{self.listen.host}:{self.port}",
                  tls="yes" if self.ssl_context else "no")
