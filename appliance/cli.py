@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from appliance import __version__, cli_service
+from appliance import __version__, cli_admin, cli_cost, cli_service
 from appliance.cli_security import register as register_security
 from appliance.errors import ConfigError
 
@@ -127,7 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from appliance.config import describe, load_settings
+    from appliance.config import describe, describe_arrays, load_settings
+    from appliance.inventory.checks import check_settings
+    from appliance.inventory.report import format_findings
 
     settings = load_settings(args.file)
     print(f"{args.file}: OK")
@@ -135,7 +137,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"[{section}]")
         for k, v in values.items():
             print(f"  {k} = {json.dumps(v)}")
-    return 0
+    for section, items in describe_arrays(settings).items():
+        for values in items:
+            print(f"[[{section}]]")
+            for k, v in values.items():
+                print(f"  {k} = {json.dumps(v)}")
+    # Placement checks without live rates (those say "not measured yet"); errors fail the check.
+    findings = check_settings(settings)
+    print("\n".join(format_findings(findings)))
+    return 1 if any(f.severity == "error" for f in findings) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("file")
     register_security(sub)
     cli_service.register(sub)
+    cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API
+    cli_cost.register(sub)
     parser.epilog = "command tree:\n" + command_tree(parser)
     return parser
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.errors import ConfigError
 
@@ -127,8 +127,40 @@ def parse_choice(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def parse_optional_duration(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    return parse_duration(value)
+
+
+def parse_optional_size(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return parse_size(value)
+
+
+def parse_str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_topic_pattern(value: Any) -> str:
+    """A Kafka topic name, or a glob over names (`*`, `?`): `uns.acme.plant1.line3.*`."""
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._\-*?]{1,249}", value):
+        raise ValueError(f"expected a topic name or pattern (letters, digits, . _ - and * ?), got {value!r}")
+    return value
+
+
 def parse_path(value: Any) -> Path:
     return Path(parse_str(value)).expanduser()
+
+
+def required(parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
+    """A dataclass field with no default: a table that omits it is refused."""
+    return field(metadata={"parse": parse, "doc": doc, "key": key})
 
 
 def setting(default: Any, parse: Callable[[Any], Any], doc: str = "", *, key: str | None = None) -> Any:
@@ -160,6 +192,9 @@ def build_section(cls: type, table: Mapping[str, Any], source: str, prefix: str)
             raise
         except (ValueError, TypeError) as e:
             raise ConfigError(source, f"{prefix}.{key}", str(e)) from None
+    for key, f in fields.items():
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(source, f"{prefix}.{key}", "required setting is missing")
     try:
         return cls(**kwargs)
     except ValueError as e:  # cross-field checks in __post_init__
@@ -226,7 +261,85 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
-    listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port)
+    listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port,
+                               "admin API (HTTP/JSON); keep it on loopback until mTLS is configured")
+    unix_socket: str | None = setting(None, parse_optional_str,
+                                      "also serve the admin API on this unix socket (created 0600)")
+
+
+class ForwardRule(NamedTuple):
+    """One `[[uplink.forward]]` entry: which local topics go to which cloud topic, how urgently."""
+
+    topic: str | None  # an exact local topic name, or
+    prefix: str | None  # every local topic starting with this
+    cloud: str  # cloud topic name template: {site} and {topic} are replaced
+    priority: int  # lower drains first when the link is the bottleneck (0 = most urgent)
+
+    def matches(self, name: str) -> bool:
+        return name == self.topic if self.topic is not None else name.startswith(self.prefix or "")
+
+
+def parse_forward_rules(value: Any) -> tuple[ForwardRule, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of tables ([[uplink.forward]])")
+    rules = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"entry {i}: expected a table, got {item!r}")
+        unknown = set(item) - {"topic", "prefix", "cloud", "priority"}
+        if unknown:
+            raise ValueError(f"entry {i}: unknown keys {sorted(unknown)} (known: topic, prefix, cloud, priority)")
+        topic, prefix = item.get("topic"), item.get("prefix")
+        if (topic is None) == (prefix is None):
+            raise ValueError(f"entry {i}: give exactly one of topic = \"NAME\" or prefix = \"PREFIX\"")
+        cloud = parse_str(item.get("cloud", "{site}.{topic}"))
+        if "{" in cloud.replace("{site}", "").replace("{topic}", ""):
+            raise ValueError(f"entry {i}: cloud template {cloud!r} may only use {{site}} and {{topic}}")
+        rules.append(ForwardRule(None if topic is None else parse_str(topic), None if prefix is None else parse_str(prefix),
+                                 cloud, parse_int(0, 1000)(item.get("priority", 10))))
+    return tuple(rules)
+
+
+def parse_bootstrap(value: Any) -> tuple[str, ...]:
+    """A list of "HOST:PORT" strings (or one comma-separated string), kept as normalised strings."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError(f"expected a list of \"HOST:PORT\", got {value!r}")
+    return tuple(str(parse_host_port(v.strip() if isinstance(v, str) else v)) for v in items if v != "")
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """The plant-to-cloud uplink (plant role): see appliance/uplink/forwarder.py."""
+
+    enabled: bool = setting(False, parse_bool, "forward local topics to the cloud (plant role only)")
+    bootstrap: tuple[str, ...] = setting((), parse_bootstrap, "cloud Kafka bootstrap addresses, HOST:PORT")
+    site: str = setting("", parse_str, "site id, used as {site} in cloud topic names")
+    forward: tuple[ForwardRule, ...] = setting((), parse_forward_rules, "[[uplink.forward]] topic/prefix, cloud, priority")
+    create_topics: bool = setting(False, parse_bool, "create missing cloud topics with the local partition count")
+    replication_factor: int = setting(-1, parse_int(-1, 32767), "replication factor of created cloud topics (-1: broker default)")
+    start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
+    bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
+    max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    request_timeout: float = setting(30.0, parse_duration, "a cloud request without an answer this long drops the connection")
+    connect_timeout: float = setting(10.0, parse_duration, "TCP connect + ApiVersions deadline per address")
+    reconnect_backoff: float = setting(0.1, parse_duration, "first reconnect delay (doubles, with jitter)")
+    reconnect_backoff_max: float = setting(10.0, parse_duration, "longest reconnect delay")
+    metadata_refresh: float = setting(60.0, parse_duration, "re-read cloud metadata this often")
+    hold_unforwarded: bool = setting(True, parse_bool, "local retention keeps data the uplink has not forwarded")
+    client_id: str = setting("millstream-uplink", parse_str, "Kafka client id sent to the cloud")
+    ca_file: str | None = setting(None, parse_optional_str, "cloud CA bundle (mTLS; not enforced yet)")
+    cert_file: str | None = setting(None, parse_optional_str, "client certificate (mTLS; not enforced yet)")
+    key_file: str | None = setting(None, parse_optional_str, "client key (mTLS; not enforced yet)")
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            if not self.bootstrap:
+                raise ValueError("enabled = true needs bootstrap = [\"HOST:PORT\", ...]")
+            if not self.forward:
+                raise ValueError("enabled = true needs at least one [[uplink.forward]] entry")
+            if not self.site and any("{site}" in r.cloud for r in self.forward):
+                raise ValueError("a cloud topic template uses {site} but site is not set")
 
 
 @dataclass(frozen=True)
@@ -249,13 +362,50 @@ class MqttSettings:
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
 
 
+PLACEMENTS = ("machine", "plant_edge", "regional", "cloud", "lake")
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    worst_wan_outage: float = setting(86400.0, parse_duration,
+                                      "longest WAN outage the plant must ride out without losing forwarded data")
+    plant_disk_budget: int = setting(0, parse_size,
+                                     "disk the plant may fill with forwarded streams during that outage (0: not checked)")
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """One `[[streams]]` entry: what a topic carries, who owns it and which boundary it crosses."""
+
+    topic: str = required(parse_topic_pattern, "topic name or glob pattern (uns.acme.plant1.line3.*)")
+    source: str = setting("", parse_str, "source system (PLCs on line 3, MES, historian)")
+    asset: str = setting("", parse_str, "asset context as an ISA-95 path (acme/plant1/line3/press-7)")
+    ordering: str = setting("per_key", parse_choice("per_key", "none"), "ordering the consumers need")
+    local_action: bool = setting(False, parse_bool, "a local action (interlock, alarm, MES step) depends on it")
+    retention: float | None = setting(None, parse_optional_duration, "plant retention window")
+    retention_bytes: int | None = setting(None, parse_optional_size, "plant retention by size, if capped")
+    replay: float | None = setting(None, parse_optional_duration, "how far back consumers expect to replay")
+    consumers: tuple[str, ...] = setting((), parse_str_list, "who reads it")
+    owner: str | None = setting(None, parse_optional_str, "data owner (a person or team)")
+    placement: str = setting("plant_edge", parse_choice(*PLACEMENTS), "where the stream lives")
+    forwarded: bool = setting(False, parse_bool, "the uplink forwards it to the cloud")
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSettings,
     "log": LogSettings,
     "kafka": KafkaSettings,
     "storage": StorageSettings,
     "admin": AdminSettings,
+    "uplink": UplinkSettings,
     "mqtt": MqttSettings,
+    "inventory": InventorySettings,
+}
+
+# Sections written as TOML arrays of tables (`[[streams]]`): each entry builds one dataclass, and a
+# problem is reported as `streams[2].placement` (0-based, in file order).
+ARRAY_SECTIONS: dict[str, type] = {
+    "streams": StreamSettings,
 }
 
 
@@ -266,7 +416,10 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
+    inventory: InventorySettings = field(default_factory=InventorySettings)
+    streams: tuple[StreamSettings, ...] = ()
     source: str = "<defaults>"
 
     @property
@@ -281,6 +434,7 @@ class Settings:
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
     """Read the TOML file (if any), apply command-line overrides (raw TOML-like values)."""
     tables: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, tuple[Any, ...]] = {}
     source = "<defaults>"
     if path is not None:
         source = str(path)
@@ -292,8 +446,12 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(source, "-", f"not valid TOML: {e}") from None
         for name, table in doc.items():
+            if name in ARRAY_SECTIONS:
+                arrays[name] = build_array_section(ARRAY_SECTIONS[name], table, source, name)
+                continue
             if name not in SECTIONS:
-                raise ConfigError(source, name, f"unknown section (known: {', '.join(SECTIONS)})")
+                known = ", ".join([*SECTIONS, *(f"[[{a}]]" for a in ARRAY_SECTIONS)])
+                raise ConfigError(source, name, f"unknown section (known: {known})")
             tables[name] = dict(table) if isinstance(table, Mapping) else table
     built: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
@@ -305,7 +463,22 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
             built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
         else:
             built[name] = build_section(cls, table, source, name)
-    return Settings(source=source, **built)
+    return Settings(source=source, **built, **arrays)
+
+
+def build_array_section(cls: type, entries: Any, source: str, name: str) -> tuple[Any, ...]:
+    """Build each table of a `[[name]]` array; a duplicate `topic` is refused."""
+    if not isinstance(entries, list):
+        raise ConfigError(source, name, f"expected an array of tables ([[{name}]]), got {type(entries).__name__}")
+    built = tuple(build_section(cls, entry, source, f"{name}[{i}]") for i, entry in enumerate(entries))
+    seen: dict[str, int] = {}
+    for i, item in enumerate(built):
+        topic = getattr(item, "topic", None)
+        if topic is not None:
+            if topic in seen:
+                raise ConfigError(source, f"{name}[{i}].topic", f"{topic!r} is already declared by {name}[{seen[topic]}]")
+            seen[topic] = i
+    return built
 
 
 def describe(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -317,7 +490,18 @@ def describe(settings: Settings) -> dict[str, dict[str, Any]]:
     return out
 
 
+def describe_arrays(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """The `[[...]]` sections (stream inventory) as plain values, for `config check` and the admin API."""
+    return {
+        name: [{_toml_key(f): _plain(getattr(item, f.name)) for f in dataclasses.fields(item)}
+               for item in getattr(settings, name)]
+        for name in ARRAY_SECTIONS
+    }
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (HostPort, Path)):
         return str(value)
+    if isinstance(value, tuple):
+        return list(value)
     return value

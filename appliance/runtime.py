@@ -44,15 +44,20 @@ class Appliance:
         self.admin: Any = None
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
+        self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.stopping = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
+        from appliance.inventory.checks import check_settings
+        from appliance.inventory.report import log_findings
         from appliance.kafka.broker import Broker
         from appliance.storage.local import open_local_storage
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
+        if s.streams:
+            log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
@@ -69,6 +74,11 @@ class Appliance:
                     await self._start_mqtt(services)
                 self.admin = AdminServer(self, s.admin.listen)
                 await services.start(self.admin.run)
+                if s.uplink.enabled and s.node.role == "plant":
+                    from appliance.uplink.forwarder import Forwarder
+
+                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics)
+                    await services.start(self.uplink.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
                          mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",

@@ -1,101 +1,432 @@
-"""Admin API over HTTP/1.1 (h11 on trio): status and Prometheus metrics.
+"""Admin API over HTTP/1.1: h11 (sans-IO) on trio, TCP on loopback and optionally a unix socket.
 
-Minimal first slice; the admin API issue grows it (topics, groups, storage, rules, writes).
+The HTTP layer stays thin: it parses requests, bounds them, routes them and writes JSON. What a
+response holds comes from `views` (reads, pure) and `actions` (writes); the models are shared with
+the client and the TUI (`appliance.admin.models`).
+
+Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/413/500/503):
+
+    GET    /api/v1/status             role, version, node id, uptime, listeners, health, warnings
+    GET    /api/v1/topics             {"topics": [TopicInfo]}
+    POST   /api/v1/topics             CreateTopic -> 201 TopicInfo
+    GET    /api/v1/topics/{name}      TopicInfo
+    PATCH  /api/v1/topics/{name}      AlterTopic -> TopicInfo
+    DELETE /api/v1/topics/{name}      204
+    GET    /api/v1/groups             {"groups": [GroupInfo]} with lag per partition
+    GET    /api/v1/groups/{id}        GroupInfo
+    GET    /api/v1/storage            StorageInfo
+    GET    /api/v1/metrics            {"families": [MetricFamily]} (the figures /metrics shows)
+    GET    /metrics                   Prometheus text format
+    GET    /healthz                   "ok" (text)
+
+Limits: request heads up to 16 KiB and bodies up to 64 KiB (413 beyond), keep-alive with an
+idle timeout, a deadline for reading a request once it started, and a cap on open connections.
+
+Security hook: the listener is loopback (or a 0600 unix socket) by default. mTLS for other
+addresses arrives with segmentation: pass `ssl_context` (the stream is wrapped in
+`trio.SSLStream`) and an `authorize(stream) -> bool` that checks the peer certificate for the
+`admin` operation. Until then a non-loopback listener without TLS is served with a warning.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import re
+import socket
+import ssl
 import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import h11
 import trio
 
-from appliance import __version__
+from appliance.admin import actions, prometheus, views
+from appliance.admin.actions import AdminError
+from appliance.admin.models import API_PREFIX, Listener, to_plain
 from appliance.config import HostPort
 from appliance.errors import StartupError
 from appliance.logs import get_logger
 
 log = get_logger("admin")
 
+MAX_HEAD_BYTES = 16 << 10
+MAX_BODY_BYTES = 64 << 10
+IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may wait for its next request
+REQUEST_TIMEOUT = 10.0  # seconds to receive a whole request once its first bytes arrived
+MAX_CONNECTIONS = 64  # a few operators, scripts and a Prometheus scraper; more is a leak
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, json.dumps(to_plain(payload), separators=(",", ":")).encode())
+
+
+def error_response(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    return Response(status, json.dumps({"error": message}).encode(), JSON, headers)
+
+
+Handler = Callable[["AdminServer", re.Match, Any], Awaitable[Response]]
+_ROUTES: list[tuple[str, re.Pattern, Handler]] = []
+
+
+def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _ROUTES.append((method, re.compile(pattern + r"\Z"), fn))
+        return fn
+
+    return register
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 class AdminServer:
-    def __init__(self, app: Any, listen: HostPort) -> None:
+    def __init__(self, app: Any, listen: HostPort | None, *, unix_socket: str | Path | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 authorize: Callable[[trio.abc.Stream], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.app = app
         self.listen = listen
+        if unix_socket is None:
+            unix_socket = getattr(getattr(app.settings, "admin", None), "unix_socket", None)
+        self.unix_socket = Path(unix_socket) if unix_socket else None
+        self.ssl_context = ssl_context
+        self.authorize = authorize
+        self.clock = clock
         self.port: int | None = None
+        self.connections = 0
+        self.requests = 0
+
+    # --- listening -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners: list[trio.SocketListener] = []
+        if self.listen is not None:
+            if not _is_loopback(self.listen.host) and self.ssl_context is None:
+                log.warning("admin_not_loopback", address=str(self.listen),
+                            hint="serve the admin API on loopback or a unix socket until mTLS is configured")
+            try:
+                tcp = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
+            except OSError as e:
+                raise StartupError(f"admin API cannot listen on {self.listen}: {e.strerror or e}") from None
+            self.port = tcp[0].socket.getsockname()[1]
+            listeners += tcp
+        if self.unix_socket is not None:
+            try:
+                listeners.append(await self._open_unix_listener(self.unix_socket))
+            except OSError as e:
+                raise StartupError(f"admin API cannot listen on {self.unix_socket}: {e.strerror or e}") from None
         try:
-            listeners = await trio.open_tcp_listeners(self.listen.port, host=self.listen.host or None)
-        except OSError as e:
-            raise StartupError(f"admin API cannot listen on {self.listen}: {e.strerror or e}") from None
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started(self)
-        await trio.serve_listeners(self._serve, listeners)
+            log.info("admin_listening", address=f"{self.listen.host}:{self.port}" if self.listen else "-",
+                     unix_socket=str(self.unix_socket or "-"))
+            task_status.started(self)
+            async with trio.open_nursery() as nursery:
+                limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, limiter, nursery)
+        finally:
+            if self.unix_socket is not None:
+                self._unlink_socket(self.unix_socket)
 
-    def status(self) -> dict[str, Any]:
-        app = self.app
-        return {
-            "role": app.settings.node.role,
-            "version": __version__,
-            "node_id": app.settings.node.id,
-            "uptime_s": round(time.time() - app.started_at, 3),
-            "listeners": {"kafka": f"{app.settings.kafka.listen.host}:{app.kafka.port}",
-                          "admin": f"{self.listen.host}:{self.port}"},
-            "topics": len(app.broker.topics.all()),
-        }
-
-    def metrics(self) -> str:
-        app = self.app
-        lines = [
-            "# HELP millstream_up 1 while the appliance runs.",
-            "# TYPE millstream_up gauge",
-            "millstream_up 1",
-            "# HELP millstream_kafka_connections Open Kafka client connections.",
-            "# TYPE millstream_kafka_connections gauge",
-            f"millstream_kafka_connections {app.kafka.connections}",
-            "# HELP millstream_kafka_requests_total Kafka requests handled.",
-            "# TYPE millstream_kafka_requests_total counter",
-            f"millstream_kafka_requests_total {app.kafka.requests}",
-        ]
-        return "\n".join(lines) + "\n"
-
-    async def _serve(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
+    @staticmethod
+    def _unlink_socket(path: Path) -> None:
         try:
-            with trio.move_on_after(30):
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        data = await stream.receive_some(65536)
-                        conn.receive_data(data)
-                        continue
-                    if isinstance(event, h11.Request):
-                        status, ctype, body = self._route(event.method.decode(), event.target.decode())
-                        await self._send(stream, conn, status, ctype, body)
-                    if isinstance(event, (h11.ConnectionClosed,)) or conn.our_state is h11.MUST_CLOSE:
-                        break
-                    if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-                        conn.start_next_cycle()
-        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            if path.is_socket():
+                path.unlink()
+        except OSError:
+            pass
+
+    async def _open_unix_listener(self, path: Path) -> trio.SocketListener:
+        path.parent.mkdir(parents=True, exist_ok=True)  # OSError here is reported like a bind failure
+        self._unlink_socket(path)  # a stale socket from a crashed run
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # created 0600: only the appliance's user may administer it
+        try:
+            await sock.bind(str(path))
+            sock.listen(16)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        return trio.SocketListener(sock)
+
+    def listeners(self) -> list[Listener]:
+        out = []
+        if self.listen is not None:
+            out.append(Listener("admin", str(HostPort(self.listen.host, self.port or self.listen.port))))
+        if self.unix_socket is not None:
+            out.append(Listener("admin-unix", str(self.unix_socket)))
+        return out
+
+    async def _accept_loop(self, listener: trio.SocketListener, limiter: trio.CapacityLimiter,
+                           nursery: trio.Nursery) -> None:
+        while True:
+            stream = await listener.accept()
+            try:
+                limiter.acquire_on_behalf_of_nowait(stream)
+            except trio.WouldBlock:
+                log.warning("admin_connection_refused", reason="too many connections", limit=MAX_CONNECTIONS)
+                await stream.aclose()
+                continue
+            nursery.start_soon(self._serve_connection, stream, limiter)
+
+    async def _serve_connection(self, raw: trio.SocketStream, limiter: trio.CapacityLimiter) -> None:
+        self.connections += 1
+        stream: trio.abc.Stream = raw
+        try:
+            if self.ssl_context is not None:
+                stream = trio.SSLStream(raw, self.ssl_context, server_side=True)
+                with trio.move_on_after(REQUEST_TIMEOUT):
+                    await stream.do_handshake()
+            if self.authorize is not None and not self.authorize(stream):
+                await self._write(stream, h11.Connection(h11.SERVER),
+                                  error_response(403, "not authorised for the admin operation"))
+                return
+            await self._serve(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
             pass
         finally:
-            await stream.aclose()
+            self.connections -= 1
+            limiter.release_on_behalf_of(raw)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await stream.aclose()
 
-    def _route(self, method: str, target: str) -> tuple[int, str, bytes]:
-        path = target.split("?", 1)[0]
-        if method == "GET" and path == "/metrics":
-            return 200, "text/plain; version=0.0.4", self.metrics().encode()
-        if method == "GET" and path in ("/api/v1/status", "/status"):
-            return 200, "application/json", json.dumps(self.status()).encode()
-        if method == "GET" and path == "/healthz":
-            return 200, "text/plain", b"ok\n"
-        return 404, "application/json", json.dumps({"error": f"no route for {method} {path}"}).encode()
+    # --- HTTP ------------------------------------------------------------------------------------
 
-    async def _send(self, stream: trio.SocketStream, conn: h11.Connection, status: int, ctype: str, body: bytes) -> None:
-        headers = [("content-type", ctype), ("content-length", str(len(body)))]
-        await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
-        await stream.send_all(conn.send(h11.Data(data=body)))
-        await stream.send_all(conn.send(h11.EndOfMessage()))
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        while True:
+            try:
+                request, body = await self._read_request(stream, conn)
+            except _TooLarge as e:
+                await self._write(stream, conn, error_response(e.status, str(e), (("connection", "close"),)))
+                return
+            except h11.RemoteProtocolError as e:
+                if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    await self._write(stream, conn, error_response(e.error_status_hint, f"bad request: {e}",
+                                                                   (("connection", "close"),)))
+                return
+            if request is None:
+                return  # closed by the peer, or idle too long
+            self.requests += 1
+            response = await self.handle(request.method.decode("ascii", "replace"),
+                                         request.target.decode("ascii", "replace"), body)
+            await self._write(stream, conn, response)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _read_request(self, stream: trio.abc.Stream, conn: h11.Connection) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        deadline_set = False
+        scope = trio.CancelScope(deadline=trio.current_time() + IDLE_TIMEOUT)
+        with scope:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not deadline_set and data:
+                        scope.deadline = trio.current_time() + REQUEST_TIMEOUT
+                        deadline_set = True
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, h11.Request):
+                    request = event
+                    # h11 bounds only heads still incomplete in its buffer; one that arrived whole
+                    # in a single read is checked here.
+                    head = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+                    if head > MAX_HEAD_BYTES:
+                        raise _TooLarge(f"request head over {MAX_HEAD_BYTES} bytes", 431)
+                    length = dict(event.headers).get(b"content-length")
+                    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+                        raise _TooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+                    if conn.they_are_waiting_for_100_continue:  # curl does this for bodies over 1 KiB
+                        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > MAX_BODY_BYTES:
+                        raise _TooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+                elif isinstance(event, h11.EndOfMessage):
+                    return request, bytes(body)
+                elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                    return None, b""
+        return None, b""  # timed out: close quietly (a half-sent request gets no answer)
+
+    async def _write(self, stream: trio.abc.Stream, conn: h11.Connection, r: Response) -> None:
+        headers = [("cache-control", "no-store"), *r.headers]
+        if r.status != 204:  # a 204 carries no body and no framing headers
+            headers += [("content-type", r.content_type), ("content-length", str(len(r.body)))]
+        with trio.move_on_after(REQUEST_TIMEOUT):
+            try:
+                reason = HTTPStatus(r.status).phrase.encode()
+            except ValueError:
+                reason = b""
+            data = conn.send(h11.Response(status_code=r.status, headers=headers, reason=reason))
+            if r.body:
+                data += conn.send(h11.Data(data=r.body))
+            data += conn.send(h11.EndOfMessage())
+            await stream.send_all(data)
+
+    # --- routing ---------------------------------------------------------------------------------
+
+    async def handle(self, method: str, target: str, body: bytes) -> Response:
+        """One request to one response; never raises."""
+        path = urllib.parse.urlsplit(target).path
+        allowed = []
+        for m, pattern, fn in _ROUTES:
+            match = pattern.match(path)
+            if match is None:
+                continue
+            if m != method:
+                allowed.append(m)
+                continue
+            try:
+                payload = None
+                if body:
+                    try:
+                        payload = json.loads(body)
+                    except ValueError as e:
+                        return error_response(400, f"body is not valid JSON: {e}")
+                return await fn(self, match, payload)
+            except AdminError as e:
+                return error_response(e.status, str(e))
+            except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+                log.exception("admin_request_failed", method=method, path=path)
+                return error_response(500, f"internal error: {type(e).__name__}: {e}")
+        if allowed:
+            return error_response(405, f"{method} not allowed on {path}", (("allow", ", ".join(sorted(set(allowed)))),))
+        return error_response(404, f"no route for {method} {path}")
+
+    def now(self) -> float:
+        return self.clock()
+
+
+class _TooLarge(Exception):
+    def __init__(self, message: str, status: int = 413) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _name(match: re.Match) -> str:
+    return urllib.parse.unquote(match.group(1))
+
+
+P = re.escape(API_PREFIX)
+
+
+@route("GET", r"/healthz")
+async def _healthz(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return Response(200, b"ok\n", "text/plain; charset=utf-8")
+
+
+@route("GET", r"/metrics")
+async def _metrics_text(server: AdminServer, match: re.Match, body: Any) -> Response:
+    text = prometheus.render(views.metric_families(server.app, now=server.now()))
+    return Response(200, text.encode(), prometheus.CONTENT_TYPE)
+
+
+@route("GET", P + r"/metrics")
+async def _metrics_json(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, {"families": views.metric_families(server.app, now=server.now())})
+
+
+@route("GET", P + r"/status")
+async def _status(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.status_view(server.app, now=server.now(), listeners=server.listeners()))
+
+
+@route("GET", P + r"/storage")
+async def _storage(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.storage_view(server.app))
+
+
+@route("GET", P + r"/topics")
+async def _topics(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, {"topics": views.topics_view(server.app)})
+
+
+@route("POST", P + r"/topics")
+async def _create_topic(server: AdminServer, match: re.Match, body: Any) -> Response:
+    if body is None:
+        raise AdminError(400, 'expected a JSON body such as {"name": "orders", "partitions": 3}')
+    return json_response(201, await actions.create_topic(server.app, body))
+
+
+@route("GET", P + r"/topics/([^/]+)")
+async def _topic(server: AdminServer, match: re.Match, body: Any) -> Response:
+    info = views.topic_view(server.app, _name(match))
+    if info is None:
+        raise AdminError(404, f"topic {_name(match)!r} does not exist")
+    return json_response(200, info)
+
+
+@route("PATCH", P + r"/topics/([^/]+)")
+async def _alter_topic(server: AdminServer, match: re.Match, body: Any) -> Response:
+    if body is None:
+        raise AdminError(400, 'expected a JSON body such as {"configs": {"retention.ms": "3600000"}}')
+    return json_response(200, await actions.alter_topic(server.app, _name(match), body))
+
+
+@route("DELETE", P + r"/topics/([^/]+)")
+async def _delete_topic(server: AdminServer, match: re.Match, body: Any) -> Response:
+    await actions.delete_topic(server.app, _name(match))
+    return Response(204)
+
+
+@route("GET", P + r"/groups")
+async def _groups(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, {"groups": views.groups_view(server.app)})
+
+
+@route("GET", P + r"/groups/([^/]+)")
+async def _group(server: AdminServer, match: re.Match, body: Any) -> Response:
+    info = views.group_view(server.app, _name(match))
+    if info is None:
+        raise AdminError(404, f"group {_name(match)!r} does not exist")
+    return json_response(200, info)
+
+
+@route("GET", P + r"/uplink")
+async def _uplink(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.uplink_view(server.app))
+
+
+@route("POST", P + r"/uplink/(pause|resume)")
+async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Response:
+    uplink = getattr(server.app, "uplink", None)
+    if uplink is None:
+        raise AdminError(409, "the uplink is not enabled on this node ([uplink] enabled = true)")
+    uplink.pause() if match.group(1) == "pause" else uplink.resume()
+    return json_response(200, views.uplink_view(server.app))
+
+
+@route("GET", P + r"/mqtt")
+async def _mqtt(server: AdminServer, match: re.Match, body: Any) -> Response:
+    return json_response(200, views.mqtt_view(server.app))

@@ -49,3 +49,60 @@ async def _scenario(bootstrap: str) -> tuple[list, list]:
 def test_aiokafka_round_trip(appliance):
     produced, consumed = asyncio.run(_scenario(appliance.bootstrap))
     assert_all_consumed_in_order(produced, consumed)
+
+
+def test_aiokafka_group_rebalance_and_resume(appliance):
+    """Each aiokafka member runs on its own event loop in its own thread, as separate apps would."""
+    from tests.e2e.group_scenario import run_group_scenario
+
+    async def setup():
+        admin = AIOKafkaAdminClient(bootstrap_servers=appliance.bootstrap)
+        await admin.start()
+        await admin.create_topics([NewTopic("line5.speed", num_partitions=3, replication_factor=1)])
+        await admin.close()
+
+    asyncio.run(setup())
+    counter = iter(range(10**6))
+
+    def produce(n: int) -> int:
+        async def go():
+            producer = AIOKafkaProducer(bootstrap_servers=appliance.bootstrap, acks="all")
+            await producer.start()
+            try:
+                for _ in range(n):
+                    i = next(counter)
+                    await producer.send("line5.speed", key=f"k{i % 13}".encode(), value=f"s{i}".encode())
+                await producer.flush()
+            finally:
+                await producer.stop()
+        asyncio.run(go())
+        return n
+
+    class Member:
+        def __init__(self, name: str) -> None:
+            self.loop = asyncio.new_event_loop()
+
+            async def make():
+                c = AIOKafkaConsumer("line5.speed", bootstrap_servers=appliance.bootstrap, group_id="speeds",
+                                     client_id=name, auto_offset_reset="earliest", enable_auto_commit=False,
+                                     session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_records=20)
+                await c.start()
+                return c
+
+            self.c = self.loop.run_until_complete(make())
+
+        def poll(self):
+            batches = self.loop.run_until_complete(self.c.getmany(timeout_ms=100))
+            out = [(m.partition, m.offset, m.key, m.value) for msgs in batches.values() for m in msgs]
+            if out:
+                self.loop.run_until_complete(self.c.commit())
+            return out
+
+        def assignment(self):
+            return {tp.partition for tp in self.c.assignment()}
+
+        def close(self):
+            self.loop.run_until_complete(self.c.stop())
+            self.loop.close()
+
+    run_group_scenario(Member, produce)

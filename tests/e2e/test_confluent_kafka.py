@@ -78,44 +78,35 @@ def test_create_produce_every_codec_and_consume_in_order(appliance):
 
 
 def test_consumer_group_shares_rebalances_and_resumes(appliance):
+    from tests.e2e.group_scenario import run_group_scenario
+
     topic = "quality.measurements"
     create_topic(appliance.bootstrap, topic, 3)
-    produced = produce(appliance.bootstrap, topic, 300)
-    group = "quality-dashboard"
-    conf = {"bootstrap.servers": appliance.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-    members = [Consumer({**conf, "client.id": f"m{i}"}) for i in range(3)]
-    assignments: dict[int, set[int]] = {}
-    for c in members:
-        c.subscribe([topic])
-    seen: list[tuple[int, int, bytes | None, bytes]] = []
-    deadline = time.monotonic() + 45
-    # Poll all three until each holds one partition and the first 150 records are in.
-    while time.monotonic() < deadline and (len(seen) < 150 or len({frozenset(a) for a in assignments.values()}) < 3):
-        for i, c in enumerate(members):
-            msg = c.poll(0.1)
-            assignments[i] = {tp.partition for tp in c.assignment()}
-            if msg is not None and msg.error() is None and len(seen) < 150:
-                seen.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
-                c.commit(message=msg, asynchronous=False)
-    assert sorted(p for a in assignments.values() for p in a) == [0, 1, 2], assignments
-    # One member leaves: the other two take over all three partitions.
-    members[2].close()
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        for c in members[:2]:
-            c.poll(0.1)
-        parts = sorted(p for c in members[:2] for p in (tp.partition for tp in c.assignment()))
-        if parts == [0, 1, 2]:
-            break
-    assert parts == [0, 1, 2]
-    for c in members[:2]:
-        c.close()
-    # A new member of the same group resumes from the committed offsets: nothing twice, nothing lost.
-    rest = consume_all(appliance.bootstrap, topic, len(produced) - len(seen), group=group)
-    committed_then_rest = {(p, o) for p, o, _, _ in seen} | {(p, o) for p, o, _, _ in rest}
-    assert len(committed_then_rest) == len(produced)
-    assert not ({(p, o) for p, o, _, _ in seen} & {(p, o) for p, o, _, _ in rest})
+
+    def produce_n(n: int) -> int:
+        return len(produce(appliance.bootstrap, topic, n, prefix=f"{time.monotonic_ns()}-"))
+
+    class Member:
+        def __init__(self, name: str) -> None:
+            self.c = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "quality-dashboard",
+                               "client.id": name, "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                               "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+            self.c.subscribe([topic])
+
+        def poll(self):
+            msg = self.c.poll(0.1)
+            if msg is None or msg.error() is not None:
+                return []
+            self.c.commit(message=msg, asynchronous=False)
+            return [(msg.partition(), msg.offset(), msg.key(), msg.value())]
+
+        def assignment(self):
+            return {tp.partition for tp in self.c.assignment()}
+
+        def close(self):
+            self.c.close()
+
+    run_group_scenario(Member, produce_n)
 
 
 def test_committed_offsets_survive_restart(make_appliance):

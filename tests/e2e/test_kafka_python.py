@@ -71,3 +71,42 @@ def test_kafka_python_group_members_split_partitions(appliance, members):
     assert all(parts), parts
     for c in consumers:
         c.close()
+
+
+def test_kafka_python_group_rebalance_and_resume(appliance):
+    from tests.e2e.group_scenario import run_group_scenario
+
+    admin = KafkaAdminClient(bootstrap_servers=appliance.bootstrap)
+    admin.create_topics([NewTopic("line4.temperature", num_partitions=3, replication_factor=1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=appliance.bootstrap, acks="all")
+    counter = iter(range(10**6))
+
+    def produce(n: int) -> int:
+        for _ in range(n):
+            i = next(counter)
+            producer.send("line4.temperature", key=f"k{i % 13}".encode(), value=f"t{i}".encode())
+        producer.flush(30)
+        return n
+
+    class Member:
+        def __init__(self, name: str) -> None:
+            self.c = KafkaConsumer("line4.temperature", bootstrap_servers=appliance.bootstrap, group_id="temps",
+                                   client_id=name, auto_offset_reset="earliest", enable_auto_commit=False,
+                                   session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_records=20)
+
+        def poll(self):
+            batches = self.c.poll(timeout_ms=100)
+            out = [(m.partition, m.offset, m.key, m.value) for msgs in batches.values() for m in msgs]
+            if out:
+                self.c.commit()
+            return out
+
+        def assignment(self):
+            return {tp.partition for tp in self.c.assignment()}
+
+        def close(self):
+            self.c.close()
+
+    run_group_scenario(Member, produce)
+    producer.close()

@@ -1,0 +1,241 @@
+"""Admin API response models, shared by the server, the client, the CLI and the TUI.
+
+Plain frozen dataclasses, standard library only: the TUI imports this module (and the client)
+and nothing else from `appliance`. `to_plain` turns a model into JSON-ready data; `decode` builds
+a model back from JSON, ignoring keys it does not know so an older client keeps working against
+a newer appliance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+API_PREFIX = "/api/v1"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str  # "kafka", "admin", "admin-unix", ...
+    address: str  # "127.0.0.1:9092" or a unix socket path
+
+
+@dataclass(frozen=True)
+class KafkaCounters:
+    connections: int = 0
+    requests_total: int = 0
+    errors_total: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    role: str
+    version: str
+    node_id: int
+    cluster_id: str
+    uptime_s: float
+    listeners: list[Listener]
+    health: str  # "ok", "warning" or "error"
+    warnings: list[str]
+    topics: int
+    partitions: int
+    records_total: int  # sum of topic partitions' high watermarks: every record made visible so far
+    stored_bytes: int  # bytes of retained batches, all partitions
+    kafka: KafkaCounters
+    draining: bool = False
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: int
+    stream_id: int
+    log_start: int
+    high_watermark: int
+    log_end: int
+    size_bytes: int
+
+    @property
+    def records(self) -> int:
+        return self.high_watermark - self.log_start
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    name: str
+    topic_id: str
+    partitions: list[PartitionInfo]
+    configs: dict[str, str]  # effective values, defaults included
+    overrides: list[str] = field(default_factory=list)  # config keys set explicitly on the topic
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.partitions)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(p.size_bytes for p in self.partitions)
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    member_id: str
+    client_id: str = ""
+    client_host: str = ""
+    group_instance_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int
+    high_watermark: int | None  # None: the topic or partition no longer exists
+    lag: int | None
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    generation: int
+    members: list[GroupMember]
+    partitions: list[PartitionLag]
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.partitions if p.lag is not None)
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    wal_bytes: int
+    wal_segments: int
+    unuploaded_bytes: int
+    durable_appends: int
+    fsyncs: int
+    last_error: str | None
+    wal_budget_bytes: int
+    streams: int
+    stored_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)  # figures newer storage tiers report
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """One Prometheus metric family; the JSON and text endpoints render the same list."""
+
+    name: str
+    type: str  # "counter" or "gauge"
+    help: str
+    samples: list[MetricSample]
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateTopic:
+    name: str
+    partitions: int | None = None  # None: the broker's default
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AlterTopic:
+    configs: dict[str, str | None] = field(default_factory=dict)  # None resets a key to its default
+    partitions: int | None = None  # new, larger partition count
+
+
+# --- JSON conversion -----------------------------------------------------------------------------
+
+
+def to_plain(obj: Any) -> Any:
+    """A model (or list/dict of models) as JSON-ready data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+class DecodeError(ValueError):
+    """JSON that does not fit the model: bad input to the server, or a broken reply to the client."""
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # slow (evaluates annotations): once per model class
+
+
+def decode(tp: Any, data: Any, where: str = "body") -> Any:
+    """Build `tp` (a model class or a typing form such as list[TopicInfo]) from JSON data."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return data
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return decode(arg, data, where)
+            except DecodeError as e:
+                errors.append(str(e))
+        raise DecodeError("; ".join(errors) or f"{where}: unexpected null")
+    if origin is list:
+        if not isinstance(data, list):
+            raise DecodeError(f"{where}: expected a list, got {type(data).__name__}")
+        (item,) = typing.get_args(tp)
+        return [decode(item, v, f"{where}[{i}]") for i, v in enumerate(data)]
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
+        _, value_tp = typing.get_args(tp)
+        return {str(k): decode(value_tp, v, f"{where}.{k}") for k, v in data.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise DecodeError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = _hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                kwargs[f.name] = decode(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise DecodeError(f"{where}: missing {f.name!r}")
+        return tp(**kwargs)
+    if tp is float:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            return float(data)
+        raise DecodeError(f"{where}: expected a number, got {data!r}")
+    if tp is int:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+        raise DecodeError(f"{where}: expected an integer, got {data!r}")
+    if tp in (str, bool):
+        if isinstance(data, tp):
+            return data
+        raise DecodeError(f"{where}: expected {'a string' if tp is str else 'true or false'}, got {data!r}")
+    raise DecodeError(f"{where}: cannot decode {tp!r}")  # pragma: no cover - a model bug
+
+
+def decode_as(tp: type[T], data: Any, where: str = "body") -> T:
+    return decode(tp, data, where)

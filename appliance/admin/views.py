@@ -1,0 +1,286 @@
+"""Admin API views: pure functions from the running Appliance to response models.
+
+No IO and no clock of their own (`now` is passed in): the server calls them per request, the
+Prometheus renderer and the JSON metrics endpoint share `metric_families`, so both always show
+the same figures.
+
+What a view reads: `app.settings`, `app.started_at`, `app.kafka` counters, `app.broker.topics`
+(the catalogue), `app.broker.logs` (offsets and sizes per stream), `app.broker.groups.snapshot()`
+and `app.storage.status()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from appliance import __version__
+from appliance.admin.models import (
+    GroupInfo,
+    GroupMember,
+    KafkaCounters,
+    Listener,
+    MetricFamily,
+    MetricSample,
+    PartitionInfo,
+    PartitionLag,
+    Status,
+    StorageInfo,
+    TopicInfo,
+)
+from appliance.kafka.topics import TOPIC_CONFIGS, Topic
+from appliance.storage.ports import StreamInfo
+
+WAL_BUDGET_WARN_RATIO = 0.8  # warn when the WAL has used this share of its disk budget
+_STORAGE_FIELDS = ("wal_bytes", "wal_segments", "unuploaded_bytes", "durable_appends", "fsyncs", "last_error")
+
+
+# --- topics --------------------------------------------------------------------------------------
+
+
+def partition_infos(app: Any, topic: Topic, streams: Mapping[int, StreamInfo] | None = None) -> list[PartitionInfo]:
+    """`streams`: one `logs.streams()` snapshot shared by a whole view (building it is O(streams))."""
+    logs = app.broker.logs
+    infos = logs.streams() if streams is None else streams
+    out = []
+    for p, stream_id in enumerate(topic.streams):
+        info = infos.get(stream_id)
+        if info is not None:
+            o, size = info.offsets, info.size_bytes
+        else:  # a stream the store no longer lists (deleted concurrently): show its offsets if any
+            try:
+                o, size = logs.offsets(stream_id), 0
+            except Exception:  # noqa: BLE001 - the view must not fail on one vanished stream
+                out.append(PartitionInfo(p, stream_id, 0, 0, 0, 0))
+                continue
+        out.append(PartitionInfo(p, stream_id, o.log_start, o.high_watermark, o.log_end, size))
+    return out
+
+
+def topic_info(app: Any, topic: Topic, streams: Mapping[int, StreamInfo] | None = None) -> TopicInfo:
+    configs = {key: topic.config(key) for key in TOPIC_CONFIGS}
+    return TopicInfo(
+        name=topic.name,
+        topic_id=str(topic.topic_id),
+        partitions=partition_infos(app, topic, streams),
+        configs=configs,
+        overrides=sorted(topic.configs),
+    )
+
+
+def topics_view(app: Any) -> list[TopicInfo]:
+    streams = app.broker.logs.streams()
+    return [topic_info(app, t, streams) for t in app.broker.topics.all()]
+
+
+def topic_view(app: Any, name: str) -> TopicInfo | None:
+    topic = app.broker.topics.get(name)
+    return None if topic is None else topic_info(app, topic)
+
+
+# --- groups --------------------------------------------------------------------------------------
+
+
+def _high_watermark(app: Any, topic: str, partition: int) -> int | None:
+    stream = app.broker.topics.stream(topic, partition)
+    if stream is None:
+        return None
+    try:
+        return app.broker.logs.offsets(stream).high_watermark
+    except Exception:  # noqa: BLE001 - deleted between the lookups
+        return None
+
+
+def group_info(app: Any, g: Mapping[str, Any]) -> GroupInfo:
+    lags = []
+    for o in g.get("offsets", []):
+        hw = _high_watermark(app, o["topic"], o["partition"])
+        committed = int(o["offset"])
+        lag = None if hw is None or committed < 0 else max(0, hw - committed)
+        lags.append(PartitionLag(o["topic"], int(o["partition"]), committed, hw, lag))
+    members = [
+        GroupMember(str(m.get("member_id", "")), str(m.get("client_id") or ""), str(m.get("client_host") or ""),
+                    m.get("group_instance_id"))
+        for m in g.get("members", [])
+    ]
+    return GroupInfo(
+        group_id=str(g["group_id"]),
+        state=str(g.get("state", "")),
+        protocol_type=str(g.get("protocol_type") or ""),
+        protocol=str(g.get("protocol") or ""),
+        generation=int(g.get("generation", 0)),
+        members=members,
+        partitions=lags,
+    )
+
+
+def groups_view(app: Any) -> list[GroupInfo]:
+    snapshot = getattr(app.broker.groups, "snapshot", None)
+    if snapshot is None:
+        return []
+    return [group_info(app, g) for g in snapshot()]
+
+
+def group_view(app: Any, group_id: str) -> GroupInfo | None:
+    return next((g for g in groups_view(app) if g.group_id == group_id), None)
+
+
+# --- storage and status --------------------------------------------------------------------------
+
+
+def storage_view(app: Any) -> StorageInfo:
+    st = app.storage.status()
+    raw = dataclasses.asdict(st) if dataclasses.is_dataclass(st) else dict(vars(st))
+    streams = app.broker.logs.streams()
+    extra = {k: v for k, v in raw.items() if k not in _STORAGE_FIELDS}
+    return StorageInfo(
+        wal_bytes=int(raw.get("wal_bytes", 0)),
+        wal_segments=int(raw.get("wal_segments", 0)),
+        unuploaded_bytes=int(raw.get("unuploaded_bytes", 0)),
+        durable_appends=int(raw.get("durable_appends", 0)),
+        fsyncs=int(raw.get("fsyncs", 0)),
+        last_error=raw.get("last_error"),
+        wal_budget_bytes=app.settings.storage.wal_budget,
+        streams=len(streams),
+        stored_bytes=sum(i.size_bytes for i in streams.values()),
+        extra=extra,
+    )
+
+
+def warnings(app: Any, storage: StorageInfo) -> list[str]:
+    out = []
+    if storage.last_error:
+        out.append(f"storage error: {storage.last_error}")
+    budget = storage.wal_budget_bytes
+    if budget and storage.wal_bytes >= WAL_BUDGET_WARN_RATIO * budget:
+        out.append(f"WAL uses {100 * storage.wal_bytes / budget:.0f}% of its disk budget "
+                   f"({storage.wal_bytes} of {budget} bytes); producers are pushed back at 100%")
+    if app.broker.draining.is_set():
+        out.append("draining: the appliance is shutting down")
+    return out
+
+
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Status:
+    s = app.settings
+    storage = storage_view(app)
+    warns = warnings(app, storage)
+    streams = app.broker.logs.streams()
+    topics = app.broker.topics.all()
+    topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
+    kafka = app.kafka
+    return Status(
+        role=s.node.role,
+        version=__version__,
+        node_id=s.node.id,
+        cluster_id=app.broker.cluster_id,
+        uptime_s=round(max(0.0, now - app.started_at), 3),
+        listeners=[Listener("kafka", f"{s.kafka.listen.host}:{kafka.port}"), *listeners],
+        health="error" if storage.last_error else ("warning" if warns else "ok"),
+        warnings=warns,
+        topics=len(topics),
+        partitions=sum(t.partitions for t in topics),
+        records_total=sum(i.offsets.high_watermark for i in topic_streams),
+        stored_bytes=storage.stored_bytes,
+        kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
+        draining=app.broker.draining.is_set(),
+    )
+
+
+def uplink_view(app: Any) -> dict[str, Any]:
+    uplink = getattr(app, "uplink", None)
+    return uplink.status() if uplink is not None else {"enabled": False}
+
+
+def mqtt_view(app: Any) -> dict[str, Any]:
+    mqtt = getattr(app, "mqtt", None)
+    if mqtt is None:
+        return {"enabled": False}
+    return {"enabled": True, "port": getattr(app, "mqtt_port", None), "sessions": len(mqtt.sessions),
+            "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot()}
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def _one(name: str, type_: str, help_: str, value: float, **labels: str) -> MetricFamily:
+    return MetricFamily(name, type_, help_, [MetricSample(dict(labels), float(value))])
+
+
+def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
+    """Every figure the appliance exports, named after Prometheus conventions."""
+    kafka = app.kafka
+    storage = storage_view(app)
+    fams = [
+        _one("millstream_up", "gauge", "1 while the appliance runs.", 1),
+        _one("millstream_build_info", "gauge", "Version and role of this node.", 1,
+             version=__version__, role=app.settings.node.role),
+        _one("millstream_uptime_seconds", "gauge", "Seconds since the appliance started.", max(0.0, now - app.started_at)),
+        _one("millstream_kafka_connections", "gauge", "Open Kafka client connections.", kafka.connections),
+        _one("millstream_kafka_requests_total", "counter", "Kafka requests handled.", kafka.requests),
+        _one("millstream_kafka_errors_total", "counter", "Kafka connections closed on a protocol or IO error.", kafka.errors),
+        _one("millstream_storage_wal_bytes", "gauge", "Bytes in WAL segment files.", storage.wal_bytes),
+        _one("millstream_storage_wal_segments", "gauge", "WAL segment files.", storage.wal_segments),
+        _one("millstream_storage_wal_budget_bytes", "gauge", "Disk the WAL may use before back-pressure.",
+             storage.wal_budget_bytes),
+        _one("millstream_storage_unuploaded_bytes", "gauge", "WAL bytes not yet in object storage.",
+             storage.unuploaded_bytes),
+        _one("millstream_storage_durable_appends_total", "counter", "Appends made durable.", storage.durable_appends),
+        _one("millstream_storage_fsyncs_total", "counter", "WAL fsyncs.", storage.fsyncs),
+        _one("millstream_storage_healthy", "gauge", "0 while storage reports an error.", 0 if storage.last_error else 1),
+        _one("millstream_storage_streams", "gauge", "Streams (partitions and internal logs).", storage.streams),
+    ]
+    for key, value in sorted(storage.extra.items()):  # figures a newer storage tier adds
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            fams.append(_one(f"millstream_storage_{key}", "gauge", f"Storage status field {key}.", value))
+
+    topics = app.broker.topics.all()
+    streams = app.broker.logs.streams()
+    hw, ls, size = [], [], []
+    for t in topics:
+        for p in partition_infos(app, t, streams):
+            labels = {"topic": t.name, "partition": str(p.partition)}
+            hw.append(MetricSample(labels, p.high_watermark))
+            ls.append(MetricSample(labels, p.log_start))
+            size.append(MetricSample(labels, p.size_bytes))
+    fams += [
+        _one("millstream_topics", "gauge", "Topics in the catalogue.", len(topics)),
+        MetricFamily("millstream_topic_partition_high_watermark", "gauge",
+                     "One past the last offset consumers may read.", hw),
+        MetricFamily("millstream_topic_partition_log_start_offset", "gauge", "First readable offset.", ls),
+        MetricFamily("millstream_topic_partition_size_bytes", "gauge", "Bytes of retained record batches.", size),
+    ]
+    lag, committed = [], []
+    groups = groups_view(app)
+    for g in groups:
+        for p in g.partitions:
+            labels = {"group": g.group_id, "topic": p.topic, "partition": str(p.partition)}
+            committed.append(MetricSample(labels, p.committed))
+            if p.lag is not None:
+                lag.append(MetricSample(labels, p.lag))
+    fams += [
+        _one("millstream_consumer_groups", "gauge", "Consumer groups known to the coordinator.", len(groups)),
+        MetricFamily("millstream_consumer_group_members", "gauge", "Members per consumer group.",
+                     [MetricSample({"group": g.group_id}, len(g.members)) for g in groups]),
+        MetricFamily("millstream_consumer_group_committed_offset", "gauge", "Committed offset per partition.", committed),
+        MetricFamily("millstream_consumer_group_lag", "gauge", "High watermark minus committed offset.", lag),
+    ]
+    mqtt = mqtt_view(app)
+    if mqtt["enabled"]:
+        for key, value in sorted(mqtt["stats"].items()):
+            kind = "gauge" if key in ("connections_current", "sessions", "retained") else "counter"
+            name = f"millstream_mqtt_{key}" + ("_total" if kind == "counter" and not key.endswith("_total") else "")
+            fams.append(_one(name, kind, f"MQTT broker figure {key}.", value))
+    uplink = uplink_view(app)
+    if uplink["enabled"]:
+        fams += [
+            _one("millstream_uplink_connected", "gauge", "1 while the uplink reaches the cloud.", int(bool(uplink["connected"]))),
+            _one("millstream_uplink_paused", "gauge", "1 while an operator has paused the uplink.", int(bool(uplink["paused"]))),
+            _one("millstream_uplink_sent_records_total", "counter", "Records forwarded to the cloud.", uplink["sent_records"]),
+            _one("millstream_uplink_sent_bytes_total", "counter", "Bytes forwarded to the cloud.", uplink["sent_bytes"]),
+            MetricFamily("millstream_uplink_backlog_records", "gauge", "Records not yet forwarded, per topic.",
+                         [MetricSample({"topic": t}, v["backlog_records"]) for t, v in sorted(uplink["topics"].items())]),
+            MetricFamily("millstream_uplink_backlog_bytes", "gauge", "Bytes not yet forwarded, per topic.",
+                         [MetricSample({"topic": t}, v["backlog_bytes"]) for t, v in sorted(uplink["topics"].items())]),
+        ]
+    return fams

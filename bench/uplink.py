@@ -1,0 +1,161 @@
+"""Uplink benchmark: a plant and a cloud appliance process on loopback (run by hand).
+
+    .venv/bin/python bench/uplink.py [--backlog-mb 32] [--value-size 1024] [--partitions 3]
+
+1. Healthy link: records produced to the plant (librdkafka, acks=all) at a steady rate, each
+   carrying its send time; a consumer on the cloud topic measures the end-to-end latency
+   (plant produce -> uplink -> cloud -> consumer), p50/p99.
+2. Outage: the cloud is stopped and a backlog of --backlog-mb is produced to the plant as fast
+   as it takes it (the plant's ingest rate). The cloud is started again and the time until the
+   cloud topic holds every record gives the catch-up rate, reported in MB/s and as the ratio
+   catch-up rate / ingest rate (target >= 5x), plus the ratio against a nominal plant rate.
+Exactly-once is checked at the end by the cloud's record count. Loopback only; every loop is
+bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from tests.harness import ApplianceProcess  # noqa: E402
+from tests.uplink.helpers import plant_config, watermarks  # noqa: E402
+
+TOPIC = "bench.telemetry"
+CLOUD_TOPIC = "site1.bench.telemetry"
+
+
+def latency_run(plant: ApplianceProcess, cloud: ApplianceProcess, count: int, rate: float, partitions: int) -> list[float]:
+    c = Consumer({"bootstrap.servers": cloud.bootstrap, "group.id": f"lat-{uuid.uuid4()}",
+                  "auto.offset.reset": "latest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
+    c.subscribe([CLOUD_TOPIC])
+    deadline = time.monotonic() + 10
+    while not c.assignment() and time.monotonic() < deadline:
+        c.poll(0.1)
+    p = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 0})
+    lat: list[float] = []
+    warmup = int(rate)  # the first second: the consumer is still settling its fetch positions
+    interval = 1 / rate
+    start = time.monotonic()
+    for i in range(count + warmup):
+        target = start + i * interval
+        while time.monotonic() < target:
+            msg = c.poll(min(0.002, max(target - time.monotonic(), 0)))
+            if msg is not None and msg.error() is None:
+                _record(lat, msg.value(), warmup)
+        p.produce(TOPIC, value=struct.pack(">di", time.time(), i) + b"x" * 100, partition=i % partitions)
+        p.poll(0)
+    p.flush(10)
+    deadline = time.monotonic() + 10
+    while len(lat) < count and time.monotonic() < deadline:
+        msg = c.poll(0.05)
+        if msg is not None and msg.error() is None:
+            _record(lat, msg.value(), warmup)
+    c.close()
+    return lat
+
+
+def _record(lat: list[float], value: bytes, warmup: int) -> None:
+    sent, index = struct.unpack(">di", value[:12])
+    if index >= warmup:
+        lat.append(time.time() - sent)
+
+
+def build_backlog(plant: ApplianceProcess, total_bytes: int, value_size: int, partitions: int) -> tuple[int, float]:
+    p = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 5, "queue.buffering.max.kbytes": 65536})
+    value = os.urandom(value_size)
+    n = total_bytes // value_size
+    start = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                p.produce(TOPIC, key=str(i % 64).encode(), value=value, partition=i % partitions)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    assert p.flush(120) == 0
+    return n, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backlog-mb", type=float, default=32)
+    ap.add_argument("--value-size", type=int, default=1024)
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--latency-count", type=int, default=1000)
+    ap.add_argument("--latency-rate", type=float, default=200, help="records/s during the latency run")
+    ap.add_argument("--nominal-ingest-mbps", type=float, default=1.0, help="a plant's steady ingest, for the ratio")
+    ap.add_argument("--timeout", type=float, default=300)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-"))
+    cloud = ApplianceProcess(work / "cloud", role="cloud").start()
+    cfg = plant_config(work / "plant.toml", cloud.bootstrap, [{"prefix": "bench."}], site="site1",
+                       reconnect_backoff="50ms", reconnect_backoff_max="250ms")
+    plant = ApplianceProcess(work / "plant", config=cfg).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": plant.bootstrap})  # keep a reference: futures die with it
+        admin.create_topics([NewTopic(TOPIC, num_partitions=args.partitions, replication_factor=1)])[TOPIC].result(10)
+        warm = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all"})
+        for i in range(args.partitions):
+            warm.produce(TOPIC, value=struct.pack(">d", 0), partition=i)
+        warm.flush(10)
+        deadline = time.monotonic() + 20
+        while sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions)) < args.partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+        base = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
+
+        lat = sorted(latency_run(plant, cloud, args.latency_count, args.latency_rate, args.partitions))
+        print(f"healthy link: {len(lat)}/{args.latency_count} records at {args.latency_rate:g}/s, "
+              f"end-to-end latency p50 {statistics.median(lat) * 1000:.1f} ms, "
+              f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")
+        time.sleep(1)
+        before = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
+
+        cloud.stop()
+        total = int(args.backlog_mb * 1e6)
+        n, ingest_s = build_backlog(plant, total, args.value_size, args.partitions)
+        ingest = n * args.value_size / ingest_s / 1e6
+        print(f"outage: backlog of {n} records ({n * args.value_size / 1e6:.1f} MB) taken by the plant in "
+              f"{ingest_s:.2f} s = {ingest:.1f} MB/s ingest")
+        cloud.start()
+        start = time.perf_counter()
+        expected = before + n
+        got = 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            got = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
+            if got >= expected:
+                break
+            time.sleep(0.1)
+        catchup_s = time.perf_counter() - start
+        rate = n * args.value_size / catchup_s / 1e6
+        time.sleep(1.0)
+        final = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
+        print(f"catch-up: {got - before}/{n} records in {catchup_s:.2f} s after the cloud was back = {rate:.1f} MB/s; "
+              f"ratio to the measured ingest {rate / ingest:.2f}x, to a {args.nominal_ingest_mbps:g} MB/s plant "
+              f"{rate / args.nominal_ingest_mbps:.1f}x")
+        sent = args.latency_count + int(args.latency_rate) + n
+        print(f"exactly once: cloud holds {final - base} records after the warm-up, sent {sent} -> "
+              f"{'OK' if final - base == sent else 'MISMATCH'}")
+    finally:
+        plant.kill()
+        cloud.kill()
+
+
+if __name__ == "__main__":
+    main()

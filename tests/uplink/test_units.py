@@ -1,0 +1,84 @@
+"""Pure parts of the uplink: version negotiation, header rewrite, back-off, bandwidth, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import load_settings
+from appliance.errors import ConfigError
+from appliance.kafka.records import build_batch, decode_records, read_header, validate_batch
+from appliance.uplink.bandwidth import TokenBucket
+from appliance.uplink.client.backoff import Backoff
+from appliance.uplink.client.batches import rewrite_producer
+from appliance.uplink.client.errors import Handling, UnsupportedApiError, classify
+from appliance.uplink.client.versions import negotiate, pick
+
+
+def test_negotiation_takes_the_highest_common_version_and_drops_disjoint_apis():
+    broker = [(0, 0, 9), (3, 0, 20), (18, 0, 2), (19, 0, 1), (22, 0, 5), (1, 0, 13)]
+    v = negotiate(broker)
+    assert v == {0: 9, 3: 12, 18: 2, 22: 5}  # CreateTopics 0-1 is below what the client speaks
+    with pytest.raises(UnsupportedApiError, match="CreateTopics"):
+        pick(v, 19)
+
+
+def test_rewrite_changes_only_the_producer_fields_and_keeps_the_crc_valid():
+    original = build_batch([(b"k1", b"v1", (("h", b"x"),)), (b"k2", None, ())], timestamp_ms=[1000, 1005],
+                           base_offset=4711, producer_id=9, producer_epoch=2, base_sequence=17)
+    out = rewrite_producer(original, 123456789, 7, 2_000_000_000)
+    h = validate_batch(out)
+    assert (h.producer_id, h.producer_epoch, h.base_sequence, h.base_offset) == (123456789, 7, 2_000_000_000, 0)
+    o = read_header(original)
+    assert (h.records_count, h.base_timestamp, h.max_timestamp, h.attributes) == (
+        o.records_count, o.base_timestamp, o.max_timestamp, o.attributes)
+    assert out[61:] == original[61:]  # the records are byte-for-byte the same
+    assert [(r.key, r.value, r.headers) for r in decode_records(out)] == [
+        (b"k1", b"v1", (("h", b"x"),)), (b"k2", None, ())]
+
+
+def test_backoff_grows_to_the_cap_with_jitter_and_resets():
+    draws = iter([0.0, 1.0, 0.5, 1.0, 1.0, 1.0, 0.0])
+    b = Backoff(0.1, 1.0, rand=lambda: next(draws))
+    assert [round(b.next_delay(), 3) for _ in range(6)] == [0.05, 0.2, 0.3, 0.8, 1.0, 1.0]
+    b.reset()
+    assert b.next_delay() == pytest.approx(0.05)
+
+
+def test_token_bucket_holds_the_long_run_rate():
+    bucket = TokenBucket(1000, burst=100)
+    now, sent = 0.0, 0
+    while now < 10:
+        now += bucket.reserve(250, now)
+        sent += 250
+    assert sent == pytest.approx(10_000 + 100 + 250, abs=250)
+    assert TokenBucket(0).reserve(10**9, 0.0) == 0.0
+
+
+def test_error_handling_classes():
+    assert classify(0) is Handling.SUCCESS and classify(46) is Handling.SUCCESS  # duplicate = already stored
+    assert classify(45) is Handling.SEQUENCE_LOST and classify(59) is Handling.SEQUENCE_LOST
+    assert classify(6) is Handling.REFRESH_METADATA and classify(3) is Handling.REFRESH_METADATA
+    assert classify(7) is Handling.RETRY and classify(56) is Handling.RETRY
+    assert classify(47) is Handling.FENCED
+    assert classify(10) is Handling.FATAL and classify(29) is Handling.FATAL
+
+
+def test_uplink_settings_are_validated(tmp_path: Path):
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[uplink]\nenabled = true\nbootstrap = "a:9092,b:9093"\nsite = "p1"\nbandwidth = "2MiB"\n'
+                   '[[uplink.forward]]\ntopic = "alarms"\npriority = 0\n[[uplink.forward]]\nprefix = "line"\n')
+    s = load_settings(cfg).uplink
+    assert s.bootstrap == ("a:9092", "b:9093") and s.bandwidth == 2 << 20
+    assert [r.priority for r in s.forward] == [0, 10]
+    assert s.forward[1].matches("line3.temp") and not s.forward[0].matches("alarms2")
+    cfg.write_text('[uplink]\nenabled = true\nbootstrap = ["a:1"]\n[[uplink.forward]]\ntopic = "x"\n')
+    with pytest.raises(ConfigError, match="site is not set"):
+        load_settings(cfg)
+    cfg.write_text('[uplink]\nenabled = true\nbootstrap = ["a:1"]\nsite = "s"\n[[uplink.forward]]\ntopic = "x"\nprefix = "y"\n')
+    with pytest.raises(ConfigError, match="exactly one of"):
+        load_settings(cfg)
+    cfg.write_text('[uplink]\nenabled = true\nsite = "s"\n[[uplink.forward]]\ntopic = "x"\n')
+    with pytest.raises(ConfigError, match="needs bootstrap"):
+        load_settings(cfg)

@@ -1,0 +1,5 @@
+import sys
+
+from tui.app import main
+
+raise SystemExit(main(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -1,0 +1,272 @@
+"""The Millstream operator console: `millstream tui [--connect URL]`.
+
+One Textual app with three tabs (Overview, Topics, Groups). It polls the admin API once per
+`refresh_interval` (1 s by default) in a worker, never more than one poll in flight, and asks only
+for what the visible tab shows (status and storage always: the rates need every sample). Errors
+become notifications; losing the appliance shows once, and again when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from importlib import resources
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from appliance.admin.client import AdminAPIError, AsyncAdminClient
+from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
+from tui.format import human_duration_ms
+from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
+from tui.source import AdminSource
+
+log = logging.getLogger("millstream.tui")
+
+TOPIC_ACTIONS = {"create_topic", "alter_retention", "delete_topic"}
+
+
+def load_css() -> str:
+    # Through importlib.resources, so the stylesheet is found inside the zipapp too.
+    return resources.files("tui").joinpath("millstream.tcss").read_text(encoding="utf-8")
+
+
+class MillstreamApp(App[None]):
+    TITLE = "Millstream"
+    CSS = load_css()
+    BINDINGS = [
+        Binding("1", "show_tab('overview')", "Overview"),
+        Binding("2", "show_tab('topics')", "Topics"),
+        Binding("3", "show_tab('groups')", "Groups"),
+        Binding("c", "create_topic", "Create"),
+        Binding("r", "alter_retention", "Retention"),
+        Binding("d", "delete_topic", "Delete"),
+        Binding("f5", "refresh_now", "Refresh", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, source: AdminSource, *, refresh_interval: float = 1.0, handle_signals: bool = False) -> None:
+        super().__init__()
+        self.source = source
+        self.refresh_interval = refresh_interval
+        self.handle_signals = handle_signals
+        self.rates = Rates()
+        self.connected: bool | None = None  # None until the first poll answers or fails
+        self._polling = False
+
+    # --- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with TabbedContent(initial="overview"):
+            with TabPane("Overview [1]", id="overview"):
+                yield OverviewPane()
+            with TabPane("Topics [2]", id="topics"):
+                yield TopicsPane()
+            with TabPane("Groups [3]", id="groups"):
+                yield GroupsPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = self.source.url
+        if self.handle_signals:
+            # SIGTERM/SIGHUP: leave through App.exit so the terminal is restored.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self.exit)
+        self.set_interval(self.refresh_interval, self.poll)
+        self.poll()
+
+    @property
+    def tab(self) -> str:
+        return self.query_one(TabbedContent).active
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in TOPIC_ACTIONS:
+            return self.tab == "topics"  # hidden from the footer elsewhere
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_bindings()
+        # Keyboard-first: the arrow keys move in the tab's main table straight away.
+        main_table = {"topics": "#topics-table", "groups": "#groups-table"}.get(self.tab)
+        if main_table:
+            self.query_one(main_table).focus()
+        self.poll()  # show the new tab's data now, not up to a second later
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Overview", "Node, health, rates, storage", lambda: self.action_show_tab("overview"))
+        yield SystemCommand("Topics", "Topics, partitions, offsets, configs", lambda: self.action_show_tab("topics"))
+        yield SystemCommand("Groups", "Consumer groups and lag", lambda: self.action_show_tab("groups"))
+        yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
+
+    # --- polling ---------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        if not self._polling:
+            self._polling = True
+            self._poll()
+
+    async def poll_now(self) -> None:
+        """Fetch and render once, waiting for it (tests, and after an action)."""
+        while self._polling:
+            await asyncio.sleep(0.01)
+        self._polling = True
+        await self._fetch()
+
+    @work(group="poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        await self._fetch()
+
+    async def _fetch(self) -> None:
+        try:
+            status = await self.source.status()
+            storage = await self.source.storage()
+            tab = self.tab
+            topics = await self.source.topics() if tab == "topics" else None
+            groups = await self.source.groups() if tab == "groups" else None
+        except AdminAPIError as e:
+            self._set_connected(False, e.message)
+            return
+        except Exception as e:  # noqa: BLE001 - show it, keep the console alive
+            log.exception("poll_failed")
+            self.notify(f"{type(e).__name__}: {e}", title="refresh failed", severity="error")
+            return
+        finally:
+            self._polling = False
+        self._set_connected(True)
+        self.rates.add(status)
+        self.query_one(OverviewPane).show(status, storage, self.rates)
+        if topics is not None:
+            self.query_one(TopicsPane).show(topics)
+        if groups is not None:
+            self.query_one(GroupsPane).show(groups)
+
+    def _set_connected(self, ok: bool, reason: str = "") -> None:
+        if ok and self.connected is False:
+            self.notify(f"connected to {self.source.url} again", title="appliance")
+        if not ok and self.connected is not False:
+            log.warning("admin_unreachable url=%s reason=%s", self.source.url, reason)
+            self.notify(reason, title="appliance unreachable", severity="error", timeout=8)
+        self.connected = ok
+        self.sub_title = self.source.url if ok else f"{self.source.url} (unreachable)"
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_refresh_now(self) -> None:
+        self.poll()
+
+    def action_create_topic(self) -> None:
+        def created(result: NewTopic | None) -> None:
+            if result is not None:
+                self._create_topic(result)
+
+        self.push_screen(CreateTopicDialog(), created)
+
+    @work(group="actions", exit_on_error=False)
+    async def _create_topic(self, t: NewTopic) -> None:
+        configs = {} if t.retention_ms is None else {"retention.ms": str(t.retention_ms)}
+        if await self._do(f"create topic {t.name}", self.source.create_topic(t.name, t.partitions, configs)):
+            self.notify(f"created topic {t.name} ({t.partitions} partitions)", title="topics")
+
+    def action_alter_retention(self) -> None:
+        topic = self.query_one(TopicsPane).selected
+        if topic is None:
+            self.notify("select a topic first", severity="warning")
+            return
+
+        def chosen(ms: int | None) -> None:
+            if ms is not None:
+                self._alter_retention(topic.name, ms)
+
+        self.push_screen(RetentionDialog(topic.name, topic.configs.get("retention.ms", "")), chosen)
+
+    @work(group="actions", exit_on_error=False)
+    async def _alter_retention(self, name: str, ms: int) -> None:
+        if await self._do(f"alter {name}", self.source.alter_topic(name, {"retention.ms": str(ms)})):
+            self.notify(f"retention of {name} is now {human_duration_ms(ms)}", title="topics")
+
+    def action_delete_topic(self) -> None:
+        topic = self.query_one(TopicsPane).selected
+        if topic is None:
+            self.notify("select a topic first", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._delete_topic(topic.name)
+
+        question = (f"Delete topic [b]{topic.name}[/b] with {len(topic.partitions)} partition(s) and "
+                    f"{topic.records} record(s)?\nConsumers lose it at once; this cannot be undone.")
+        self.push_screen(ConfirmDialog(question, confirm_label="Delete", danger=True), confirmed)
+
+    @work(group="actions", exit_on_error=False)
+    async def _delete_topic(self, name: str) -> None:
+        if await self._do(f"delete {name}", self.source.delete_topic(name)):
+            self.notify(f"deleted topic {name}", title="topics")
+
+    async def _do(self, what: str, call) -> bool:
+        try:
+            await call
+        except AdminAPIError as e:
+            self.notify(e.message, title=f"could not {what}", severity="error", timeout=8)
+            return False
+        except Exception as e:  # noqa: BLE001 - a notification, never a traceback
+            log.exception("action_failed what=%s", what)
+            self.notify(f"{type(e).__name__}: {e}", title=f"could not {what}", severity="error", timeout=8)
+            return False
+        log.info("action_done what=%s", what)
+        await self.poll_now()
+        return True
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        try:
+            await self.source.close()
+        except Exception:  # noqa: BLE001 - closing a connection that is already gone
+            pass
+
+
+def default_log_file() -> Path:
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "millstream" / "tui.log"
+
+
+def configure_logging(path: Path) -> None:
+    """While the console owns the terminal, logs go to a file (nothing may write to stderr)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+
+def main(url: str | None = None, *, log_file: str | None = None) -> int:
+    path = Path(log_file) if log_file else default_log_file()
+    configure_logging(path)
+    try:
+        source = AsyncAdminClient(url or "http://127.0.0.1:9644", timeout=3.0)
+    except ValueError as e:
+        print(f"millstream tui: {e}")
+        return 2
+    log.info("tui_start url=%s", source.url)
+    MillstreamApp(source, handle_signals=True).run()
+    log.info("tui_stop")
+    return 0

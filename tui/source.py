@@ -1,0 +1,33 @@
+"""What the console needs from an appliance: the admin API, asynchronously.
+
+`appliance.admin.client.AsyncAdminClient` is the real implementation; snapshot tests pass a
+fixed, deterministic one. Every call raises `AdminAPIError` (from the client) on failure.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from appliance.admin.models import GroupInfo, Status, StorageInfo, TopicInfo
+
+
+class AdminSource(Protocol):
+    url: str
+
+    async def status(self) -> Status: ...
+
+    async def storage(self) -> StorageInfo: ...
+
+    async def topics(self) -> list[TopicInfo]: ...
+
+    async def groups(self) -> list[GroupInfo]: ...
+
+    async def create_topic(self, name: str, partitions: int | None = None,
+                           configs: dict[str, str] | None = None) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def alter_topic(self, name: str, configs: dict[str, str | None] | None = None,
+                          partitions: int | None = None) -> TopicInfo: ...
+
+    async def close(self) -> None: ...
