@@ -118,7 +118,7 @@ async def test_live_mqtt_listener_survives_hostile_packets(make_appliance):
         for i in range(10):
             nursery.start_soon(hostile_loop, app.mqtt_port, random.Random(seed() + i), quota, counts)
     elapsed = time.monotonic() - started
-    assert app.proc.poll() is None, "the appliance died under hostile MQTT input"
+    assert app.proc.poll() is None, f"the appliance died under hostile MQTT input:\n{app.log_text()[-6000:]}"
     await trio.to_thread.run_sync(healthy.settle)
     await trio.to_thread.run_sync(healthy.close)
     missing = healthy.acked - set(healthy.received)
