@@ -78,8 +78,15 @@ class HealthyMqtt:
         time.sleep(0.2)  # let the SUBACK arrive
         self.sent = 0
         self._infos: list = []
+        self._oldest = 0
 
     def publish(self, n: int) -> None:
+        """Publish n more, unless 1000 are still unacknowledged (keep the client's queue bounded:
+        paho refuses a message whose packet id, after wrapping at 65535, is still in flight)."""
+        while self._oldest < len(self._infos) and self._infos[self._oldest][1].is_published():
+            self._oldest += 1
+        if len(self._infos) - self._oldest > 1000:
+            return
         for _ in range(n):
             seq = self.sent
             self.sent += 1
