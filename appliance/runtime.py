@@ -44,6 +44,8 @@ class Appliance:
         self.admin: Any = None
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
+        self.ingest: Any = None  # KafkaIngestSink: .snapshot() gives the ingestion counters
+        self.egress: Any = None
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.stopping = trio.Event()
 
@@ -52,7 +54,7 @@ class Appliance:
         from appliance.inventory.checks import check_settings
         from appliance.inventory.report import log_findings
         from appliance.kafka.broker import Broker
-        from appliance.storage.local import open_local_storage
+        from appliance.storage.tiered import open_storage
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
@@ -60,11 +62,13 @@ class Appliance:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
+        # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
+        self.storage = await open_storage(data_dir, s.storage)
         try:
             async with trio.open_nursery() as services:
                 await services.start(self.storage.run)
                 self.broker = Broker(s, self.storage)
+                self.storage.set_retention_source(lambda: _retention_policies(self.broker, self.uplink))
                 await self.broker.load()
                 await services.start(self.broker.groups.run)
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
@@ -95,6 +99,9 @@ class Appliance:
             log.info("stopped")
 
     async def _start_mqtt(self, services: trio.Nursery) -> None:
+        from appliance.ingest.egress import KafkaToMqtt
+        from appliance.ingest.kafka_sink import KafkaIngestSink
+        from appliance.ingest.pipeline import Ingestor
         from appliance.mqtt.broker import Broker as MqttBroker
         from appliance.mqtt.session import Limits
         from appliance.mqtt.state import MetaStoreMqttState
@@ -102,11 +109,21 @@ class Appliance:
 
         s = self.settings
         state = MetaStoreMqttState(self.storage.meta)
-        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=None, state_store=state)
+        # Accepted PUBLISHes become Kafka records; PUBACK/PUBREC wait for their WAL fsync.
+        self.ingest = KafkaIngestSink(Ingestor(s), self.broker, max_pending=s.ingest.max_pending)
+        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=self.ingest, state_store=state)
         state.restore(self.mqtt, trio.current_time())
+        await services.start(self.ingest.run, self.mqtt)
+        if s.mqtt_out:
+            self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt)
+            await services.start(self.egress.run)
         bound = await services.start(partial(serve_mqtt, self.mqtt, s.mqtt.listen, stop=self.stopping,
                                              grace=s.node.shutdown_grace))
         self.mqtt_port = bound.port
+        if s.bridge.upstream is not None:
+            from appliance.ingest.bridge.runner import run_bridge
+
+            services.start_soon(run_bridge, s.bridge, self.mqtt, self.stopping)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -142,6 +159,20 @@ class Appliance:
             pass
 
 
+def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
+    """Per-stream retention from the topics' configs (storage never imports the broker), held back
+    below what the uplink has not forwarded yet unless `[uplink] hold_unforwarded = false`."""
+    from appliance.storage.tier import RetentionPolicy
+
+    floors = uplink.retention_floors() if uplink is not None else {}
+    out = {}
+    for topic in broker.topics.all():
+        ms, size = int(topic.config("retention.ms")), int(topic.config("retention.bytes"))
+        for sid in topic.streams:
+            out[sid] = RetentionPolicy(ms, size, floors.get(sid))
+    return out
+
+
 async def _serve(settings: Settings) -> None:
     app = Appliance(settings)
     async with trio.open_nursery() as nursery:
@@ -175,6 +206,11 @@ def _startup_error(exc: BaseException) -> StartupError | OSError | None:
 
 
 def run_appliance(settings: Settings) -> int:
+    if settings.storage.object_store:  # a bad URL or missing credentials is a config error, said at once
+        from appliance.storage.objects import check_object_store_url
+
+        st = settings.storage
+        check_object_store_url(st.object_store, access_key=st.s3_access_key, secret_key=st.s3_secret_key)
     try:
         trio.run(_serve, settings)
     except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line
