@@ -1,10 +1,8 @@
 """MQTT QoS 1 across kill -9: a message the broker acknowledged (PUBACK) for an offline persistent
 session must reach that session after a restart, at least once.
 
-Known to fail today (strict xfail, so a fix shows up as XPASS): the MQTT state store writes queued
-messages on a ~0.5 s timer (appliance/mqtt/state.py), and PUBACK does not wait for that write, so
-messages acknowledged in the last half second before a crash are lost. Measured: 200 of 200 lost
-when the kill follows the last PUBACK at once, none lost 1.5 s later.
+Before the fix (PUBACK waiting for the queue write, see appliance/mqtt/state.py) 200 of 200 were
+lost when the kill followed the last PUBACK at once.
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -41,7 +38,6 @@ def _close(c: mqtt.Client) -> None:
     c.loop_stop()
 
 
-@pytest.mark.xfail(strict=True, reason="queued QoS 1 messages are persisted on a 0.5 s timer, after PUBACK")
 def test_qos1_acknowledged_for_an_offline_session_survives_kill_9(make_appliance):
     app = make_appliance().start()
     sub = _client(app.mqtt_port, "historian", clean=True)
