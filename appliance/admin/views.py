@@ -17,12 +17,18 @@ from typing import Any
 
 from appliance import __version__
 from appliance.admin.models import (
+    Clients,
     GroupInfo,
     GroupMember,
+    KafkaConnection,
     KafkaCounters,
     Listener,
+    LogLine,
+    LogLines,
     MetricFamily,
     MetricSample,
+    MqttSession,
+    MqttSubscription,
     PartitionInfo,
     PartitionLag,
     Status,
@@ -198,6 +204,62 @@ def mqtt_view(app: Any) -> dict[str, Any]:
         return {"enabled": False}
     return {"enabled": True, "port": getattr(app, "mqtt_port", None), "sessions": len(mqtt.sessions),
             "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot()}
+
+
+# --- clients and logs ----------------------------------------------------------------------------
+
+
+def _zone(obj: Any) -> str | None:
+    zone = getattr(obj, "zone", None)  # set by segmentation on listeners and connections
+    return None if zone is None else str(zone)
+
+
+def kafka_connections(app: Any, *, now: float) -> list[KafkaConnection]:
+    out = []
+    for server in (app.kafka,):  # one listener today; segmentation adds one per zone
+        for c in list(getattr(server, "live", {}).values()):
+            out.append(KafkaConnection(
+                conn_id=c.conn_id, listener=c.listener, peer=c.peer, client_id=c.client_id,
+                connected_s=round(max(0.0, now - c.connected_at), 3), requests=c.requests,
+                principal=None if c.principal is None else str(c.principal),
+                zone=_zone(c) or _zone(server)))
+    return sorted(out, key=lambda c: (c.listener, c.conn_id))
+
+
+def mqtt_sessions(app: Any, *, monotonic: float) -> list[MqttSession]:
+    mqtt = getattr(app, "mqtt", None)
+    if mqtt is None:
+        return []
+    out = []
+    for s in list(mqtt.sessions.values()):
+        conn = s.connection
+        subs = [MqttSubscription(f, int(getattr(sub.options, "qos", 0)))
+                for f, sub in sorted(s.subscriptions.items())]
+        out.append(MqttSession(
+            client_id=s.client_id, connected=conn is not None,
+            peer=None if conn is None else conn.peer,
+            protocol_version=None if conn is None else int(conn.version),
+            username=None if conn is None else getattr(conn, "username", None),
+            subscriptions=subs, queued=len(s.queue), inflight=len(s.inflight),
+            expiry_interval=int(s.expiry_interval),
+            connected_s=None if conn is None else round(max(0.0, monotonic - conn.connected_at), 3),
+            principal=None if conn is None or getattr(conn, "principal", None) is None else str(conn.principal),
+            zone=None if conn is None else _zone(conn)))
+    return sorted(out, key=lambda m: m.client_id)
+
+
+def clients_view(app: Any, *, now: float, monotonic: float) -> Clients:
+    """`now`: wall clock (Kafka connections); `monotonic`: trio's clock (MQTT connections)."""
+    return Clients(kafka=kafka_connections(app, now=now), mqtt=mqtt_sessions(app, monotonic=monotonic),
+                   mqtt_enabled=getattr(app, "mqtt", None) is not None)
+
+
+def logs_view(app: Any, *, after: int = 0, limit: int = 500) -> LogLines:
+    ring = getattr(app, "log_ring", None)
+    if ring is None:
+        return LogLines([], 0)
+    lines, last = ring.lines(after, max(0, min(limit, 2000)))
+    return LogLines([LogLine(seq, round(ts, 3), level, line) for seq, ts, level, line in lines], last)
 
 
 # --- metrics -------------------------------------------------------------------------------------
