@@ -198,6 +198,10 @@ class RecordHeader:
     key: str
     value: str | None  # base64
 
+    @property
+    def value_bytes(self) -> bytes | None:
+        return None if self.value is None else base64.b64decode(self.value)
+
 
 @dataclass(frozen=True)
 class TailRecord:
