@@ -126,7 +126,7 @@ class MillstreamApp(App[None]):
         self.refresh_bindings()
         # Keyboard-first: the arrow keys move in the tab's main table straight away.
         main_table = {"topics": "#topics-table", "groups": "#groups-table", "clients": "#mqtt-table",
-                      "uplink": "#uplink-table", "logs": "#logs"}.get(self.tab)
+                      "uplink": "#uplink-table", "logs": "#log-lines"}.get(self.tab)
         if main_table:
             self.query_one(main_table).focus()
         self.poll()  # show the new tab's data now, not up to a second later
@@ -366,6 +366,11 @@ def configure_logging(path: Path) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+
+
+def make_console(url: str, *, handle_signals: bool = False) -> MillstreamApp:
+    """The console for the admin API at `url` (also used by `millstream run --tui`)."""
+    return MillstreamApp(AsyncAdminClient(url, timeout=3.0), handle_signals=handle_signals)
 
 
 def main(url: str | None = None, *, log_file: str | None = None) -> int:

@@ -36,7 +36,7 @@ class LogsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="logs-state")
-        yield RichLog(id="logs", max_lines=2000, wrap=False, markup=False, auto_scroll=True)
+        yield RichLog(id="log-lines", max_lines=2000, wrap=False, markup=False, auto_scroll=True)
 
     def on_mount(self) -> None:
         self._show_state()
