@@ -161,6 +161,8 @@ class MillstreamApp(App[None]):
     # --- polling ---------------------------------------------------------------------------------
 
     def poll(self) -> None:
+        if isinstance(self.screen, TopicScreen):
+            return  # the topic screen polls for itself; the tabs catch up when it closes
         if not self._polling:
             self._polling = True
             self._poll()

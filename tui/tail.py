@@ -91,10 +91,6 @@ class TopicScreen(Screen[None]):
         self._busy = True
         self._load(offset, timestamp, replace)
 
-    async def load_now(self, **kwargs: object) -> None:
-        """Fetch and render once and wait for it (tests)."""
-        await self._fetch(kwargs.get("offset"), kwargs.get("timestamp"), bool(kwargs.get("replace")))  # type: ignore[arg-type]
-
     @work(group="tail", exclusive=True, exit_on_error=False)
     async def _load(self, offset: int | None, timestamp: int | None, replace: bool) -> None:
         await self._fetch(offset, timestamp, replace)
