@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from appliance.admin.models import MAX_TAIL_FIELD, RecordHeader, TailRecord, TailResult
-from appliance.errors import CorruptRecordError
+from appliance.errors import CorruptRecordError, OffsetOutOfRangeError, StreamNotFoundError
 from appliance.kafka.records import COMPRESSION_NAMES, decode_records, iter_batches_lenient, read_header
 
 DEFAULT_LIMIT = 50
@@ -119,7 +119,10 @@ async def tail(app: Any, topic: str, partition: int, *, offset: int | None = Non
         raise LookupError(f"topic {topic!r} has no partition {partition}")
     logs = app.broker.logs
     limit = max(1, min(limit, MAX_LIMIT))
-    o = logs.offsets(stream)
+    try:
+        o = logs.offsets(stream)
+    except StreamNotFoundError:
+        raise LookupError(f"topic {topic!r} was deleted") from None
     if offset is not None:
         start = offset
     elif timestamp is not None:
@@ -135,7 +138,15 @@ async def tail(app: Any, topic: str, partition: int, *, offset: int | None = Non
     for _ in range(MAX_READS):
         if len(records) >= limit or position >= hw:
             break
-        result = await logs.read(stream, position, READ_BYTES)
+        try:
+            result = await logs.read(stream, position, READ_BYTES)
+        except OffsetOutOfRangeError as e:  # retention moved the log start meanwhile: go on from it
+            if e.log_start <= position:
+                break
+            position = e.log_start
+            continue
+        except StreamNotFoundError:
+            raise LookupError(f"topic {topic!r} was deleted") from None
         hw = result.high_watermark
         if not result.batches:
             break
