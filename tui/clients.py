@@ -37,10 +37,13 @@ class ClientsPane(Vertical):
 
     def show(self, clients: Clients) -> None:
         connected = sum(1 for s in clients.mqtt if s.connected)
-        mqtt_line = (f"MQTT {connected} connected, {len(clients.mqtt) - connected} offline session(s)"
-                     if clients.mqtt_enabled else "MQTT off on this node")
+        total = max(clients.mqtt_total, len(clients.mqtt))
+        mqtt_line = (f"MQTT {total} session(s), {connected} connected" if clients.mqtt_enabled
+                     else "MQTT off on this node")
+        if total > len(clients.mqtt):
+            mqtt_line += f" ({len(clients.mqtt)} shown)"
         self.query_one("#clients-summary", Static).update(
-            Text(f"{mqtt_line}   Kafka {len(clients.kafka)} connection(s)"))
+            Text(f"{mqtt_line}   Kafka {max(clients.kafka_total, len(clients.kafka))} connection(s)"))
         sync_table(self.query_one("#mqtt-table", DataTable), [
             (s.client_id, [
                 Text(s.client_id),

@@ -179,8 +179,8 @@ class AdminClient:
     def metrics(self) -> list[MetricFamily]:
         return self._model(list[MetricFamily], self._json("GET", "/metrics")["families"])
 
-    def clients(self) -> Clients:
-        return self._model(Clients, self._json("GET", "/clients"))
+    def clients(self, limit: int | None = None) -> Clients:
+        return self._model(Clients, self._json("GET", "/clients" + (f"?limit={int(limit)}" if limit is not None else "")))
 
     def records(self, topic: str, partition: int, *, offset: int | None = None, timestamp: int | None = None,
                 limit: int | None = None) -> TailResult:
@@ -281,8 +281,8 @@ class AsyncAdminClient:
                           partitions: int | None = None) -> TopicInfo:
         return await self._call("alter_topic", name, configs, partitions)
 
-    async def clients(self) -> Clients:
-        return await self._call("clients")
+    async def clients(self, limit: int | None = None) -> Clients:
+        return await self._call("clients", limit)
 
     async def records(self, topic: str, partition: int, *, offset: int | None = None,
                       timestamp: int | None = None, limit: int | None = None) -> TailResult:

@@ -186,8 +186,10 @@ class MqttSession:
 @dataclass(frozen=True)
 class Clients:
     kafka: list[KafkaConnection]
-    mqtt: list[MqttSession]
+    mqtt: list[MqttSession]  # connected sessions first, then by client id; at most `limit`
     mqtt_enabled: bool = True
+    mqtt_total: int = 0  # sessions on the node (a plant may hold thousands; the list is cut)
+    kafka_total: int = 0
 
 
 # --- records (live tail) -------------------------------------------------------------------------

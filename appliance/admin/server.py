@@ -16,7 +16,7 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
                                       TailResult: records decoded for reading (live tail, replay)
     GET    /api/v1/groups             {"groups": [GroupInfo]} with lag per partition
     GET    /api/v1/groups/{id}        GroupInfo
-    GET    /api/v1/clients            Clients: MQTT sessions and Kafka connections
+    GET    /api/v1/clients?limit=N    Clients: MQTT sessions and Kafka connections (N each, 1000)
     GET    /api/v1/logs?after=SEQ&limit=N
                                       LogLines: recent log lines kept in memory
     GET    /api/v1/uplink             uplink state, backlog per topic (UplinkStatus)
@@ -470,9 +470,11 @@ async def _records(server: AdminServer, match: re.Match, body: Any, query: dict[
     return json_response(200, result)
 
 
-@route("GET", P + r"/clients")
-async def _clients(server: AdminServer, match: re.Match, body: Any) -> Response:
-    return json_response(200, views.clients_view(server.app, now=server.now(), monotonic=trio.current_time()))
+@route("GET", P + r"/clients", query=True)
+async def _clients(server: AdminServer, match: re.Match, body: Any, query: dict[str, str]) -> Response:
+    limit = _int_param(query, "limit")
+    return json_response(200, views.clients_view(server.app, now=server.now(), monotonic=trio.current_time(),
+                                                 limit=max(0, 1000 if limit is None else limit)))
 
 
 @route("GET", P + r"/logs", query=True)

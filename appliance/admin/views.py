@@ -245,13 +245,15 @@ def mqtt_sessions(app: Any, *, monotonic: float) -> list[MqttSession]:
             connected_s=None if conn is None else round(max(0.0, monotonic - conn.connected_at), 3),
             principal=None if conn is None or getattr(conn, "principal", None) is None else str(conn.principal),
             zone=None if conn is None else _zone(conn)))
-    return sorted(out, key=lambda m: m.client_id)
+    return sorted(out, key=lambda m: (not m.connected, m.client_id))
 
 
-def clients_view(app: Any, *, now: float, monotonic: float) -> Clients:
-    """`now`: wall clock (Kafka connections); `monotonic`: trio's clock (MQTT connections)."""
-    return Clients(kafka=kafka_connections(app, now=now), mqtt=mqtt_sessions(app, monotonic=monotonic),
-                   mqtt_enabled=getattr(app, "mqtt", None) is not None)
+def clients_view(app: Any, *, now: float, monotonic: float, limit: int = 1000) -> Clients:
+    """`now`: wall clock (Kafka connections); `monotonic`: trio's clock (MQTT connections).
+    Each list is cut to `limit` entries so a plant with thousands of devices stays cheap to poll."""
+    kafka, mqtt = kafka_connections(app, now=now), mqtt_sessions(app, monotonic=monotonic)
+    return Clients(kafka=kafka[:limit], mqtt=mqtt[:limit], mqtt_enabled=getattr(app, "mqtt", None) is not None,
+                   mqtt_total=len(mqtt), kafka_total=len(kafka))
 
 
 def logs_view(app: Any, *, after: int = 0, limit: int = 500) -> LogLines:

@@ -28,10 +28,12 @@ def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
 
 
 def test_kafka_connections_show_listener_peer_and_client_id(appliance):
+    AdminClient(appliance.admin_url).create_topic("line3", 1)
     c = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "g-" + uuid.uuid4().hex,
                   "client.id": "historian-7"})
     try:
-        c.list_topics(timeout=10)  # connects and sends Metadata with its client id
+        c.subscribe(["line3"])  # a group member keeps its connections open (heartbeats, fetches)
+        c.poll(0.5)
         admin = AdminClient(appliance.admin_url)
         conns = wait_for(lambda: [k for k in admin.clients().kafka if k.client_id == "historian-7"],
                          what="the consumer's connection")
@@ -68,6 +70,8 @@ def test_mqtt_sessions_show_subscriptions_queue_and_version(appliance):
         assert not away.connected and away.peer is None and away.queued == 3
         assert [(s.topic_filter, s.qos) for s in away.subscriptions] == [("line1/temp", 1)]
         assert admin.clients().mqtt_enabled
+        cut = admin.clients(limit=1)  # connected sessions come first; the total says what was cut
+        assert [s.client_id for s in cut.mqtt] == ["press-7"] and cut.mqtt_total == 2
     finally:
         sub.loop_stop()
         sub.disconnect()

@@ -23,9 +23,11 @@ def test_clients_tab_shows_mqtt_sessions_and_kafka_connections(appliance):
     sub.connect("127.0.0.1", appliance.mqtt_port)
     sub.loop_start()
     sub.subscribe("line3/#", qos=1)
+    AdminClient(appliance.admin_url).create_topic("line3", 1)
     consumer = Consumer({"bootstrap.servers": appliance.bootstrap, "group.id": "g-" + uuid.uuid4().hex,
                          "client.id": "historian-7"})
-    consumer.list_topics(timeout=10)
+    consumer.subscribe(["line3"])  # a group member keeps its connections (heartbeats, fetches)
+    consumer.poll(0.5)
 
     async def scenario() -> None:
         app = console(appliance.admin_url)
