@@ -24,6 +24,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 READ_BYTES = 1 << 20  # per storage read; a tail of MAX_LIMIT small records takes one or two
 MAX_READS = 16  # bound the work of one request whatever the batches look like
+MAX_READ_RECORDS = 1 << 31  # no cut
 
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 
@@ -81,8 +82,8 @@ def _b64(data: bytes | None) -> tuple[str | None, bool]:
     return base64.b64encode(data[:MAX_TAIL_FIELD]).decode("ascii"), cut
 
 
-def batch_records(batch: bytes | memoryview, start: int) -> list[TailRecord]:
-    """The records of one batch at or after offset `start` (control batches give none)."""
+def batch_records(batch: bytes | memoryview, start: int, limit: int = MAX_LIMIT) -> list[TailRecord]:
+    """Up to `limit` records of one batch at or after offset `start` (control batches give none)."""
     h = read_header(batch)
     if h.is_control or h.last_offset < start:
         return []
@@ -96,10 +97,12 @@ def batch_records(batch: bytes | memoryview, start: int) -> list[TailRecord]:
     except (CorruptRecordError, OSError, ValueError, EOFError) as e:  # gzip raises OSError/EOFError
         return [TailRecord(max(h.base_offset, start), h.base_timestamp,
                            note=f"batch at offsets {h.base_offset}-{h.last_offset} cannot be decoded: {e}")]
-    out = []
+    out: list[TailRecord] = []
     for r in records:
         if r.offset < start:
             continue
+        if len(out) >= limit:
+            break
         key, cut_k = _b64(r.key)
         value, cut_v = _b64(r.value)
         headers = [RecordHeader(k, _b64(v)[0]) for k, v in r.headers]
@@ -154,7 +157,8 @@ async def tail(app: Any, topic: str, partition: int, *, offset: int | None = Non
             for batch in iter_batches_lenient(raw):
                 if len(records) >= limit:
                     break
-                found = batch_records(batch, position)
+                # one more than fits tells whether the batch is done; a timestamp search needs all
+                found = batch_records(batch, position, MAX_READ_RECORDS if skipping else limit + 1)
                 if skipping:
                     found = list(itertools.dropwhile(lambda r: r.note is None and r.timestamp < timestamp, found))
                     skipping = not found

@@ -55,3 +55,23 @@ def test_a_codec_that_is_not_installed_is_a_note(monkeypatch):
 def test_a_broken_batch_is_a_note():
     (note,) = batch_records(compressed_batch(1, lambda b: b"not gzip at all"), 0)
     assert "cannot be decoded" in note.note and "40-41" in note.note
+
+
+def test_a_timestamp_inside_a_big_batch_finds_its_records(appliance):
+    """One large batch (linger) and a moment in its middle: the records from that moment come back,
+    not the batch's first ones and not nothing."""
+    from confluent_kafka import Producer
+
+    from appliance.admin.client import AdminClient
+
+    admin = AdminClient(appliance.admin_url)
+    admin.create_topic("big", 1)
+    p = Producer({"bootstrap.servers": appliance.bootstrap, "linger.ms": 200, "compression.type": "zstd"})
+    t0 = 1_700_000_000_000
+    for i in range(2000):
+        p.produce("big", value=b"v%d" % i, partition=0, timestamp=t0 + i)
+    assert p.flush(15) == 0
+    got = admin.records("big", 0, timestamp=t0 + 1500, limit=10)
+    assert [r.offset for r in got.records] == list(range(1500, 1510)) and got.next_offset == 1510
+    page = admin.records("big", 0, offset=100, limit=10)
+    assert [r.offset for r in page.records] == list(range(100, 110)) and page.next_offset == 110
