@@ -56,8 +56,15 @@ def _logs_to_file(settings: Settings, path: Path) -> None:
     logging.captureWarnings(True)
 
 
+def _plain(admin: Any) -> bool:
+    guard = getattr(admin, "guard", None)
+    return admin.ssl_context is None and (guard is None or not guard.uses_tls)
+
+
 def admin_url(appliance: Appliance) -> str:
-    admin = appliance.admin
+    """A plain-HTTP admin listener (loopback or unix socket): the console has no client certificate."""
+    servers = getattr(appliance, "admin_servers", None) or [appliance.admin]
+    admin = next((a for a in servers if _plain(a)), servers[0])
     if admin.listen is not None and admin.port:
         host = admin.listen.host
         host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)

@@ -164,6 +164,11 @@ def warnings(app: Any, storage: StorageInfo) -> list[str]:
                    f"({storage.wal_bytes} of {budget} bytes); producers are pushed back at 100%")
     if app.broker.draining.is_set():
         out.append("draining: the appliance is shutting down")
+    security = getattr(app, "security", None)
+    if security is not None:
+        out += [f"pki: {w}" for w in security.warnings]
+        if security.last_reload_error:
+            out.append(f"rules reload rejected (previous rules in force): {security.last_reload_error}")
     return out
 
 
@@ -181,7 +186,7 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         node_id=s.node.id,
         cluster_id=app.broker.cluster_id,
         uptime_s=round(max(0.0, now - app.started_at), 3),
-        listeners=[Listener("kafka", f"{s.kafka.listen.host}:{kafka.port}"), *listeners],
+        listeners=[*_protocol_listeners(app), *listeners],
         health="error" if storage.last_error else ("warning" if warns else "ok"),
         warnings=warns,
         topics=len(topics),
@@ -191,6 +196,17 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
         draining=app.broker.draining.is_set(),
     )
+
+
+def _protocol_listeners(app: Any) -> list[Listener]:
+    """Kafka and MQTT listeners with their bound ports (admin ones come from the admin server)."""
+    s = app.settings
+    ports = getattr(app, "listener_ports", None) or {}
+    listeners_of = getattr(s, "listeners_of", None)
+    if listeners_of is None or not ports:
+        return [Listener("kafka", f"{s.kafka.listen.host}:{app.kafka.port}")]
+    return [Listener(x.name, f"{x.bind.host}:{ports.get(x.name, x.bind.port)}")
+            for proto in ("kafka", "mqtt") for x in listeners_of(proto) if x.name in ports]
 
 
 def uplink_view(app: Any) -> dict[str, Any]:
@@ -214,19 +230,20 @@ def mqtt_view(app: Any) -> dict[str, Any]:
 
 
 def _zone(obj: Any) -> str | None:
-    zone = getattr(obj, "zone", None)  # set by segmentation on listeners and connections
-    return None if zone is None else str(zone)
+    zone = getattr(obj, "zone", None)  # a listener's zone, or a certificate identity's
+    return None if zone is None or zone == "" else str(zone)
 
 
 def kafka_connections(app: Any, *, now: float) -> list[KafkaConnection]:
     out = []
-    for server in (app.kafka,):  # one listener today; segmentation adds one per zone
+    kafka = app.kafka
+    for server in getattr(kafka, "servers", [kafka]):  # one server per Kafka listener
         for c in list(getattr(server, "live", {}).values()):
             out.append(KafkaConnection(
                 conn_id=c.conn_id, listener=c.listener, peer=c.peer, client_id=c.client_id,
                 connected_s=round(max(0.0, now - c.connected_at), 3), requests=c.requests,
                 principal=None if c.principal is None else str(c.principal),
-                zone=_zone(c) or _zone(server)))
+                zone=_zone(c.principal) or _zone(c)))  # mTLS: the certificate's zone decides
     return sorted(out, key=lambda c: (c.listener, c.conn_id))
 
 
@@ -237,6 +254,8 @@ def mqtt_sessions(app: Any, *, monotonic: float) -> list[MqttSession]:
     out = []
     for s in list(mqtt.sessions.values()):
         conn = s.connection
+        access = None if conn is None else getattr(conn, "access", None)  # set by segmentation
+        identity = None if access is None else getattr(access, "identity", None)
         subs = [MqttSubscription(f, int(getattr(sub.options, "qos", 0)))
                 for f, sub in sorted(s.subscriptions.items())]
         out.append(MqttSession(
@@ -247,8 +266,8 @@ def mqtt_sessions(app: Any, *, monotonic: float) -> list[MqttSession]:
             subscriptions=subs, queued=len(s.queue), inflight=len(s.inflight),
             expiry_interval=int(s.expiry_interval),
             connected_s=None if conn is None else round(max(0.0, monotonic - conn.connected_at), 3),
-            principal=None if conn is None or getattr(conn, "principal", None) is None else str(conn.principal),
-            zone=None if conn is None else _zone(conn)))
+            principal=None if identity is None else str(identity),
+            zone=_zone(identity) or (None if access is None else _zone(access))))
     return sorted(out, key=lambda m: (not m.connected, m.client_id))
 
 
@@ -344,6 +363,26 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
                 kind = "gauge" if key == "pending" else "counter"
                 fams.append(_one(f"millstream_ingest_{key}" + ("_total" if kind == "counter" else ""), kind,
                                  f"MQTT-to-Kafka ingestion figure {key}.", value))
+    security = getattr(app, "security", None)
+    if security is not None:
+        audit = security.audit
+        fams += [
+            _one("millstream_security_authorization_enabled", "gauge", "1 while a rules file is enforced.",
+                 int(security.enabled)),
+            _one("millstream_security_denials_total", "counter", "Operations denied by the rules.", audit.total),
+            MetricFamily("millstream_security_listener_denials_total", "counter", "Denials per listener.",
+                         [MetricSample({"listener": k}, v) for k, v in sorted(audit.by_listener.items())]),
+            MetricFamily("millstream_security_op_denials_total", "counter", "Denials per operation.",
+                         [MetricSample({"op": k}, v) for k, v in sorted(audit.by_op.items())]),
+            MetricFamily("millstream_security_handshake_refusals_total", "counter",
+                         "TLS handshakes refused, per listener and reason.",
+                         [MetricSample({"listener": lst, "reason": r}, v)
+                          for (lst, r), v in sorted(security.refusals.items())]),
+            _one("millstream_security_rules_reload_failures_total", "counter", "Rules reloads rejected.",
+                 security.reload_failures),
+            _one("millstream_security_certificate_warnings", "gauge", "Certificates, CA or CRL expiring soon.",
+                 len(security.warnings)),
+        ]
     uplink = uplink_view(app)
     if uplink["enabled"]:
         fams += [

@@ -6,6 +6,9 @@ is read, and returns an awaitable that the writer resolves in order. So pipeline
 on one connection share a WAL fsync, yet responses still leave in request order, as Kafka requires.
 
 Bad bytes close only their own connection, with a logged reason; the broker carries on.
+Security (transport/guard.py): a TLS listener completes the handshake before any byte reaches the
+framing; the peer's certificate identity, the listener's name, zone and advertised address go
+into every RequestContext, and handlers authorize through `appliance/kafka/api/authz.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from appliance.kafka.api.context import RequestContext
 from appliance.kafka.broker import Broker
 from appliance.kafka.protocol import codec
 from appliance.logs import get_logger
+from appliance.security.access import RateLimits
 from appliance.transport.framing import FrameReader
+from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
 log = get_logger("kafka")
 
@@ -68,17 +73,23 @@ class LiveConnection:
     peer: str
     connected_at: float  # wall clock, seconds
     client_id: str | None = None  # from the latest request header
-    principal: str | None = None  # certificate identity, once segmentation sets it
+    zone: str | None = None  # the listener's zone
+    principal: Any = None  # the certificate's Identity on an mTLS listener
     requests: int = 0
 
 
 class KafkaServer:
     def __init__(self, broker: Broker, listen: HostPort, *, name: str = "kafka",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, guard: ListenerGuard | None = None,
+                 advertised_host: str | None = None) -> None:
         self.broker = broker
         self.listen = listen
         self.name = name
         self.ssl_context = ssl_context
+        self.guard = guard or ListenerGuard(name, tls=ssl_context)
+        self.advertised_host = advertised_host  # None: the broker's (kafka.advertised_host)
+        self._principals: dict[int, Any] = {}
+        self._rates: dict[int, RateLimits] = {}
         self.port: int | None = None
         self._listeners: list[trio.SocketListener] = []
         self._ids = itertools.count(1)
@@ -97,7 +108,8 @@ class KafkaServer:
             raise StartupError(f"{self.name} listener cannot listen on {self.listen}: {e.strerror or e}") from None
         self.port = self._listeners[0].socket.getsockname()[1]
         log.info("listening", listener=self.name, address=f"{self.listen.host}:{self.port}",
-                 tls="yes" if self.ssl_context else "no")
+                 tls=("mtls" if self.guard.mutual else "yes") if self.guard.uses_tls else "no",
+                 zone=self.guard.zone or "-")
         task_status.started(self)
         async with trio.open_nursery() as conns:
             async with trio.open_nursery() as accepting:
@@ -132,14 +144,14 @@ class KafkaServer:
         except OSError:
             peer = "?"
         self.connections += 1
-        self.live[conn_id] = LiveConnection(conn_id, self.name, peer, time.time())
+        self.live[conn_id] = LiveConnection(conn_id, self.name, peer, time.time(), zone=self.guard.zone)
         reason = "client closed"
         try:
-            if self.ssl_context is not None:
-                stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
-                with trio.fail_after(10):
-                    await stream.do_handshake()
+            if self.guard.uses_tls:
+                stream, self._principals[conn_id] = await self.guard.handshake(stream, peer, timeout=10)
             reason = await self._connection_loop(stream, conn_id, peer)
+        except HandshakeRefused as e:
+            reason = f"TLS handshake refused: {e.reason}"
         except Exception as e:  # one connection's failure never reaches the listener's nursery
             reason = _close_reason(e)
             if reason is None:
@@ -148,6 +160,8 @@ class KafkaServer:
         finally:
             self.connections -= 1
             self._read_scopes.pop(conn_id, None)
+            self._principals.pop(conn_id, None)
+            self._rates.pop(conn_id, None)
             self.live.pop(conn_id, None)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
@@ -217,8 +231,14 @@ class KafkaServer:
         if live is not None:
             live.requests += 1
             live.client_id = header.client_id
+            live.principal = self._principals.get(conn_id)
         ctx = RequestContext(self.broker, key, version, header.correlation_id, header.client_id,
-                             peer=peer, listener=self.name, connection_id=conn_id)
+                             peer=peer, listener=self.name, connection_id=conn_id,
+                             principal=self._principals.get(conn_id), zone=self.guard.rule_zone,
+                             authorizer=self.guard.security,
+                             advertised=(self.advertised_host or self.broker.advertised_host,
+                                         self.port if self.port is not None else self.listen.port),
+                             rates=self._rates.setdefault(conn_id, RateLimits()))
         stage = getattr(handler, "stage", None)
         try:
             if stage is not None:
