@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 from appliance.admin.client import AdminAPIError
 from appliance.admin.models import TailRecord, TailResult, TopicInfo
 from tui.format import FORMATS, format_timestamp_ms, parse_replay, render_field
-from tui.panes import selected_key
+from tui.panes import nudge, selected_key
 from tui.source import AdminSource
 
 FIRST_LOAD = 50  # records shown when the screen opens: the latest ones
@@ -147,6 +147,7 @@ class TopicScreen(Screen[None]):
             table.remove_row(str(old.offset))
         if new and self.follow and table.row_count:
             table.move_cursor(row=table.row_count - 1)
+        nudge(table)
         self._show_detail()
 
     def _rerender(self) -> None:
@@ -157,6 +158,7 @@ class TopicScreen(Screen[None]):
             table.add_row(*self._row(r), key=str(r.offset))
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
+        nudge(table)
         self._show_detail()
 
     def _show_summary(self) -> None:
