@@ -29,6 +29,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway test data only)")
     p.add_argument("--object-store", metavar="URL",
                    help="file:///dir or s3://bucket/prefix?endpoint=http://host:port (default <data-dir>/objects)")
+    p.add_argument("--tui", action="store_true",
+                   help="also show the operator console in this terminal (logs go to a file); q stops the appliance")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -125,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from appliance.runtime import run_appliance
 
     settings = load_settings(args.config, _overrides(args))
+    if args.tui:
+        from appliance.tui_runner import run_with_tui
+
+        return run_with_tui(settings)
     logs.configure(settings.log.level, settings.log.file, settings.log.file_max_size, settings.log.file_backups)
     return run_appliance(settings)
 

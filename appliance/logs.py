@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import sys
 import time
+from collections import deque
 from typing import Any
 
 _ROOT = "millstream"
@@ -91,3 +92,40 @@ def configure(level: str = "info", file: str | None = None, max_bytes: int = 20 
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
+
+
+class LogRing(logging.Handler):
+    """The last `capacity` log lines in memory, numbered, for the admin API's /logs (and so the
+    TUI's Logs tab). Appending is O(1); readers ask for lines after the last number they saw."""
+
+    def __init__(self, capacity: int = 2000) -> None:
+        super().__init__()
+        self.setFormatter(KeyValueFormatter())
+        self._lines: deque[tuple[int, float, str, str]] = deque(maxlen=capacity)
+        self._seq = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - a bad log call must not break the caller
+            self.handleError(record)
+            return
+        self._seq += 1
+        self._lines.append((self._seq, record.created, record.levelname.lower(), line))
+
+    def lines(self, after: int = 0, limit: int = 500) -> tuple[list[tuple[int, float, str, str]], int]:
+        """(lines numbered above `after`, at most the last `limit` of them; the newest number)."""
+        with self.lock:  # emit() holds it too; the TUI's worker threads log as well
+            out = [entry for entry in self._lines if entry[0] > after]
+        return out[-limit:] if limit > 0 else [], self._seq
+
+
+def attach_ring(capacity: int = 2000) -> LogRing:
+    """Keep recent lines in memory besides wherever `configure` sends them."""
+    ring = LogRing(capacity)
+    logging.getLogger(_ROOT).addHandler(ring)
+    return ring
+
+
+def detach_ring(ring: LogRing) -> None:
+    logging.getLogger(_ROOT).removeHandler(ring)

@@ -32,7 +32,7 @@ if sys.version_info < (3, 11):
 from appliance import __version__
 from appliance.config import Settings
 from appliance.errors import StartupError
-from appliance.logs import get_logger
+from appliance.logs import LogRing, attach_ring, detach_ring, get_logger
 
 log = get_logger("main")
 
@@ -78,6 +78,7 @@ class Appliance:
         self.admin_servers: list[Any] = []
         self.listener_ports: dict[str, int | None] = {}  # listener name -> bound port
         self.stopping = trio.Event()
+        self.log_ring: LogRing | None = None  # recent log lines for the admin API, while running
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
@@ -89,6 +90,7 @@ class Appliance:
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
+        self.log_ring = attach_ring()
         if s.streams:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
@@ -143,6 +145,7 @@ class Appliance:
                 await self.storage.close()
             self._remove_ready_file()
             log.info("stopped")
+            detach_ring(self.log_ring)
 
     async def _start_mqtt(self, services: trio.Nursery) -> None:
         from appliance.ingest.egress import KafkaToMqtt

@@ -1,9 +1,11 @@
 """The Millstream operator console: `millstream tui [--connect URL]`.
 
-One Textual app with three tabs (Overview, Topics, Groups). It polls the admin API once per
-`refresh_interval` (1 s by default) in a worker, never more than one poll in flight, and asks only
-for what the visible tab shows (status and storage always: the rates need every sample). Errors
-become notifications; losing the appliance shows once, and again when it is back.
+One Textual app with six tabs (Overview, Topics, Groups, Clients, Uplink, Logs) and a topic screen
+with a live tail. It polls the admin API once per `refresh_interval` (1 s by default) in a worker,
+never more than one poll in flight, and asks only for what the visible tab shows (status and
+storage always: the rates need every sample; log lines incrementally, after the last one seen), so
+a slow SSH link carries a few small requests a second. Errors become notifications; losing the
+appliance shows once, and again when it is back.
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from appliance.admin.client import AdminAPIError, AsyncAdminClient
+from appliance.admin.models import UplinkStatus
+from tui.clients import ClientsPane
 from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
 from tui.format import human_duration_ms
+from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
 from tui.source import AdminSource
+from tui.tail import TopicScreen
+from tui.uplink import UplinkPane
 
 log = logging.getLogger("millstream.tui")
 
-TOPIC_ACTIONS = {"create_topic", "alter_retention", "delete_topic"}
+TAB_ACTIONS = {"create_topic": "topics", "alter_retention": "topics", "delete_topic": "topics",
+               "open_topic": "topics", "toggle_follow_logs": "logs"}
 
 
 def load_css() -> str:
@@ -40,13 +48,22 @@ def load_css() -> str:
 class MillstreamApp(App[None]):
     TITLE = "Millstream"
     CSS = load_css()
+    # The tab keys show in the tab labels ("Topics [2]"), so the footer keeps its room for what
+    # the visible tab can do.
     BINDINGS = [
-        Binding("1", "show_tab('overview')", "Overview"),
-        Binding("2", "show_tab('topics')", "Topics"),
-        Binding("3", "show_tab('groups')", "Groups"),
+        Binding("1", "show_tab('overview')", "Overview", show=False),
+        Binding("2", "show_tab('topics')", "Topics", show=False),
+        Binding("3", "show_tab('groups')", "Groups", show=False),
+        Binding("4", "show_tab('clients')", "Clients", show=False),
+        Binding("5", "show_tab('uplink')", "Uplink", show=False),
+        Binding("6", "show_tab('logs')", "Logs", show=False),
+        Binding("t", "open_topic", "Tail"),
         Binding("c", "create_topic", "Create"),
         Binding("r", "alter_retention", "Retention"),
         Binding("d", "delete_topic", "Delete"),
+        Binding("p", "pause_uplink", "Pause uplink"),
+        Binding("u", "resume_uplink", "Resume uplink"),
+        Binding("f", "toggle_follow_logs", "Follow"),
         Binding("f5", "refresh_now", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -58,6 +75,7 @@ class MillstreamApp(App[None]):
         self.handle_signals = handle_signals
         self.rates = Rates()
         self.connected: bool | None = None  # None until the first poll answers or fails
+        self.uplink_status: UplinkStatus | None = None
         self._polling = False
 
     # --- layout ----------------------------------------------------------------------------------
@@ -71,6 +89,12 @@ class MillstreamApp(App[None]):
                 yield TopicsPane()
             with TabPane("Groups [3]", id="groups"):
                 yield GroupsPane()
+            with TabPane("Clients [4]", id="clients"):
+                yield ClientsPane()
+            with TabPane("Uplink [5]", id="uplink"):
+                yield UplinkPane()
+            with TabPane("Logs [6]", id="logs"):
+                yield LogsPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -88,29 +112,57 @@ class MillstreamApp(App[None]):
         return self.query_one(TabbedContent).active
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in TOPIC_ACTIONS:
-            return self.tab == "topics"  # hidden from the footer elsewhere
+        if action in TAB_ACTIONS:
+            return self.tab == TAB_ACTIONS[action]  # hidden from the footer elsewhere
+        if action in ("pause_uplink", "resume_uplink"):
+            u = self.uplink_status
+            if self.tab != "uplink" or u is None or not u.enabled:
+                return False
+            return u.paused if action == "resume_uplink" else not u.paused
         return True
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
         # Keyboard-first: the arrow keys move in the tab's main table straight away.
-        main_table = {"topics": "#topics-table", "groups": "#groups-table"}.get(self.tab)
+        main_table = {"topics": "#topics-table", "groups": "#groups-table", "clients": "#mqtt-table",
+                      "uplink": "#uplink-table", "logs": "#log-lines"}.get(self.tab)
         if main_table:
             self.query_one(main_table).focus()
         self.poll()  # show the new tab's data now, not up to a second later
+
+    @on(DataTable.RowSelected, "#topics-table")
+    def _topic_chosen(self) -> None:
+        self.action_open_topic()  # Enter on a topic opens its live tail
 
     def get_system_commands(self, screen: Screen):
         yield from super().get_system_commands(screen)
         yield SystemCommand("Overview", "Node, health, rates, storage", lambda: self.action_show_tab("overview"))
         yield SystemCommand("Topics", "Topics, partitions, offsets, configs", lambda: self.action_show_tab("topics"))
         yield SystemCommand("Groups", "Consumer groups and lag", lambda: self.action_show_tab("groups"))
+        yield SystemCommand("Clients", "MQTT sessions and Kafka connections", lambda: self.action_show_tab("clients"))
+        yield SystemCommand("Uplink", "Link state and backlog per topic", lambda: self.action_show_tab("uplink"))
+        yield SystemCommand("Logs", "Recent log lines of the appliance", lambda: self.action_show_tab("logs"))
         yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
+        yield SystemCommand("Tail topic", "Live records of the selected topic; replay from an offset or time",
+                            self._palette_tail)
+        yield SystemCommand("Pause uplink", "Stop forwarding to the cloud (asks first)", self.action_pause_uplink)
+        yield SystemCommand("Resume uplink", "Forward to the cloud again (asks first)", self.action_resume_uplink)
+        yield SystemCommand("Follow logs", "Start or stop following the log", self._palette_follow)
+
+    def _palette_tail(self) -> None:
+        self.action_show_tab("topics")
+        self.call_after_refresh(self.action_open_topic)
+
+    def _palette_follow(self) -> None:
+        self.action_show_tab("logs")
+        self.action_toggle_follow_logs()
 
     # --- polling ---------------------------------------------------------------------------------
 
     def poll(self) -> None:
+        if isinstance(self.screen, TopicScreen):
+            return  # the topic screen polls for itself; the tabs catch up when it closes
         if not self._polling:
             self._polling = True
             self._poll()
@@ -133,6 +185,10 @@ class MillstreamApp(App[None]):
             tab = self.tab
             topics = await self.source.topics() if tab == "topics" else None
             groups = await self.source.groups() if tab == "groups" else None
+            clients = await self.source.clients() if tab == "clients" else None
+            uplink = await self.source.uplink() if tab == "uplink" else None
+            logs_pane = self.query_one(LogsPane)
+            logs = await self.source.logs(after=logs_pane.last_seq) if tab == "logs" else None
         except AdminAPIError as e:
             self._set_connected(False, e.message)
             return
@@ -149,6 +205,20 @@ class MillstreamApp(App[None]):
             self.query_one(TopicsPane).show(topics)
         if groups is not None:
             self.query_one(GroupsPane).show(groups)
+        if clients is not None:
+            self.query_one(ClientsPane).show(clients)
+        if uplink is not None:
+            self._show_uplink(uplink)
+        if logs is not None:
+            logs_pane.add(logs.lines, logs.last_seq)
+
+    def _show_uplink(self, uplink: UplinkStatus) -> None:
+        changed = self.uplink_status is None or (self.uplink_status.enabled, self.uplink_status.paused) != (
+            uplink.enabled, uplink.paused)
+        self.uplink_status = uplink
+        self.query_one(UplinkPane).show(uplink)
+        if changed:
+            self.refresh_bindings()  # pause or resume, whichever applies now
 
     def _set_connected(self, ok: bool, reason: str = "") -> None:
         if ok and self.connected is False:
@@ -166,6 +236,48 @@ class MillstreamApp(App[None]):
 
     def action_refresh_now(self) -> None:
         self.poll()
+
+    def action_open_topic(self) -> None:
+        topic = self.query_one(TopicsPane).selected
+        if topic is None:
+            self.notify("select a topic first", severity="warning")
+            return
+        self.push_screen(TopicScreen(self.source, topic, refresh_interval=self.refresh_interval))
+
+    def action_toggle_follow_logs(self) -> None:
+        self.query_one(LogsPane).toggle_follow()
+
+    def action_pause_uplink(self) -> None:
+        self._confirm_uplink(pause=True)
+
+    def action_resume_uplink(self) -> None:
+        self._confirm_uplink(pause=False)
+
+    def _confirm_uplink(self, *, pause: bool) -> None:
+        u = self.uplink_status
+        if u is None or not u.enabled:
+            self.notify("the uplink is not enabled on this node", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._uplink_control(pause)
+
+        if pause:
+            question = (f"Pause the uplink to {', '.join(u.bootstrap) or 'the cloud'}?\n"
+                        f"Records keep arriving and are kept here; the backlog ({u.backlog_records} records now) "
+                        "grows until you resume.")
+            dialog = ConfirmDialog(question, confirm_label="Pause", danger=True)
+        else:
+            question = f"Resume the uplink? {u.backlog_records} backlogged record(s) will be forwarded."
+            dialog = ConfirmDialog(question, confirm_label="Resume")
+        self.push_screen(dialog, confirmed)
+
+    @work(group="actions", exit_on_error=False)
+    async def _uplink_control(self, pause: bool) -> None:
+        call = self.source.pause_uplink() if pause else self.source.resume_uplink()
+        if await self._do("pause the uplink" if pause else "resume the uplink", call):
+            self.notify("uplink paused: forwarding stopped" if pause else "uplink resumed", title="uplink")
 
     def action_create_topic(self) -> None:
         def created(result: NewTopic | None) -> None:
@@ -256,6 +368,11 @@ def configure_logging(path: Path) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+
+
+def make_console(url: str, *, handle_signals: bool = False) -> MillstreamApp:
+    """The console for the admin API at `url` (also used by `millstream run --tui`)."""
+    return MillstreamApp(AsyncAdminClient(url, timeout=3.0), handle_signals=handle_signals)
 
 
 def main(url: str | None = None, *, log_file: str | None = None) -> int:

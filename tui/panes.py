@@ -36,6 +36,14 @@ def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -
         table.add_row(*cells, key=key)
     if selected in keys:
         table.move_cursor(row=keys.index(selected))
+    nudge(table)
+
+
+def nudge(table: DataTable) -> None:
+    """DataTable sizes its columns to new rows in its idle handler, which runs only after the
+    table processes a message of its own; rows added with no message following (no cursor move,
+    no focus change) kept header-wide columns ("exist" for "existing"). A no-op callback is one."""
+    table.call_later(lambda: None)
 
 
 def selected_key(table: DataTable) -> str | None:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from appliance.admin.models import GroupInfo, Status, StorageInfo, TopicInfo
+from appliance.admin.models import (
+    Clients,
+    GroupInfo,
+    LogLines,
+    Status,
+    StorageInfo,
+    TailResult,
+    TopicInfo,
+    UplinkStatus,
+)
 
 
 class AdminSource(Protocol):
@@ -29,5 +38,18 @@ class AdminSource(Protocol):
 
     async def alter_topic(self, name: str, configs: dict[str, str | None] | None = None,
                           partitions: int | None = None) -> TopicInfo: ...
+
+    async def clients(self) -> Clients: ...
+
+    async def records(self, topic: str, partition: int, *, offset: int | None = None,
+                      timestamp: int | None = None, limit: int | None = None) -> TailResult: ...
+
+    async def logs(self, after: int = 0, limit: int | None = None) -> LogLines: ...
+
+    async def uplink(self) -> UplinkStatus: ...
+
+    async def pause_uplink(self) -> UplinkStatus: ...
+
+    async def resume_uplink(self) -> UplinkStatus: ...
 
     async def close(self) -> None: ...

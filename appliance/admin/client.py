@@ -20,11 +20,15 @@ from typing import Any
 
 from appliance.admin.models import (
     API_PREFIX,
+    Clients,
     GroupInfo,
+    LogLines,
     MetricFamily,
     Status,
     StorageInfo,
+    TailResult,
     TopicInfo,
+    UplinkStatus,
     decode,
 )
 
@@ -175,6 +179,26 @@ class AdminClient:
     def metrics(self) -> list[MetricFamily]:
         return self._model(list[MetricFamily], self._json("GET", "/metrics")["families"])
 
+    def clients(self, limit: int | None = None) -> Clients:
+        return self._model(Clients, self._json("GET", "/clients" + (f"?limit={int(limit)}" if limit is not None else "")))
+
+    def records(self, topic: str, partition: int, *, offset: int | None = None, timestamp: int | None = None,
+                limit: int | None = None) -> TailResult:
+        """Records from `offset`, or from `timestamp` (ms since the epoch), or else the latest."""
+        params = {k: v for k, v in (("offset", offset), ("timestamp", timestamp), ("limit", limit)) if v is not None}
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self._model(TailResult, self._json("GET", f"/topics/{_quote(topic)}/partitions/{int(partition)}/records{query}"))
+
+    def logs(self, after: int = 0, limit: int | None = None) -> LogLines:
+        params = {"after": after, **({"limit": limit} if limit is not None else {})}
+        return self._model(LogLines, self._json("GET", "/logs?" + urllib.parse.urlencode(params)))
+
+    def uplink(self) -> UplinkStatus:
+        return self._model(UplinkStatus, self._json("GET", "/uplink"))
+
+    def mqtt(self) -> dict[str, Any]:
+        return self._json("GET", "/mqtt")
+
     def metrics_text(self) -> str:
         status, payload, _ = self.request("GET", "/metrics")
         if status != 200:
@@ -199,6 +223,12 @@ class AdminClient:
         if partitions is not None:
             body["partitions"] = partitions
         return self._model(TopicInfo, self._json("PATCH", f"/topics/{_quote(name)}", body))
+
+    def pause_uplink(self) -> UplinkStatus:
+        return self._model(UplinkStatus, self._json("POST", "/uplink/pause"))
+
+    def resume_uplink(self) -> UplinkStatus:
+        return self._model(UplinkStatus, self._json("POST", "/uplink/resume"))
 
 
 class AsyncAdminClient:
@@ -250,3 +280,22 @@ class AsyncAdminClient:
     async def alter_topic(self, name: str, configs: dict[str, str | None] | None = None,
                           partitions: int | None = None) -> TopicInfo:
         return await self._call("alter_topic", name, configs, partitions)
+
+    async def clients(self, limit: int | None = None) -> Clients:
+        return await self._call("clients", limit)
+
+    async def records(self, topic: str, partition: int, *, offset: int | None = None,
+                      timestamp: int | None = None, limit: int | None = None) -> TailResult:
+        return await self._call("records", topic, partition, offset=offset, timestamp=timestamp, limit=limit)
+
+    async def logs(self, after: int = 0, limit: int | None = None) -> LogLines:
+        return await self._call("logs", after, limit)
+
+    async def uplink(self) -> UplinkStatus:
+        return await self._call("uplink")
+
+    async def pause_uplink(self) -> UplinkStatus:
+        return await self._call("pause_uplink")
+
+    async def resume_uplink(self) -> UplinkStatus:
+        return await self._call("resume_uplink")

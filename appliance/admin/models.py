@@ -8,6 +8,7 @@ a newer appliance.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import types
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
 API_PREFIX = "/api/v1"
+MAX_TAIL_FIELD = 8 << 10  # bytes of a key or value the tail returns
 
 T = TypeVar("T")
 
@@ -142,6 +144,144 @@ class MetricFamily:
     type: str  # "counter" or "gauge"
     help: str
     samples: list[MetricSample]
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    conn_id: int
+    listener: str  # the listener's name, e.g. "kafka"
+    peer: str  # "host:port"
+    client_id: str | None  # from the latest request header
+    connected_s: float  # seconds since the connection was accepted
+    requests: int
+    principal: str | None = None  # certificate identity on an mTLS listener
+    zone: str | None = None  # the security zone of the listener, once segmentation names one
+
+
+@dataclass(frozen=True)
+class MqttSubscription:
+    topic_filter: str
+    qos: int
+
+
+@dataclass(frozen=True)
+class MqttSession:
+    client_id: str
+    connected: bool
+    peer: str | None  # None while a persistent session waits for its client
+    protocol_version: int | None  # 3 (3.1), 4 (3.1.1) or 5
+    username: str | None
+    subscriptions: list[MqttSubscription]
+    queued: int  # messages waiting to be sent
+    inflight: int  # QoS 1/2 messages sent and not yet acknowledged
+    expiry_interval: int  # seconds the session outlives its connection
+    connected_s: float | None = None  # seconds since CONNECT, while connected
+    principal: str | None = None
+    zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Clients:
+    kafka: list[KafkaConnection]
+    mqtt: list[MqttSession]  # connected sessions first, then by client id; at most `limit`
+    mqtt_enabled: bool = True
+    mqtt_total: int = 0  # sessions on the node (a plant may hold thousands; the list is cut)
+    kafka_total: int = 0
+
+
+# --- records (live tail) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    key: str
+    value: str | None  # base64
+
+    @property
+    def value_bytes(self) -> bytes | None:
+        return None if self.value is None else base64.b64decode(self.value)
+
+
+@dataclass(frozen=True)
+class TailRecord:
+    """One record, or (with `note` set) one batch that could not be decoded here."""
+
+    offset: int
+    timestamp: int  # ms since the epoch
+    key: str | None = None  # base64; None is a null key
+    value: str | None = None  # base64
+    headers: list[RecordHeader] = field(default_factory=list)
+    truncated: bool = False  # key or value cut to the first MAX_TAIL_FIELD bytes
+    note: str | None = None  # e.g. "compressed (snappy) batch of 12 records: codec not available"
+
+    @property
+    def key_bytes(self) -> bytes | None:
+        return None if self.key is None else base64.b64decode(self.key)
+
+    @property
+    def value_bytes(self) -> bytes | None:
+        return None if self.value is None else base64.b64decode(self.value)
+
+
+@dataclass(frozen=True)
+class TailResult:
+    topic: str
+    partition: int
+    log_start: int
+    high_watermark: int
+    start_offset: int  # where this read began (after resolving a timestamp)
+    next_offset: int  # ask from here next time to follow the partition
+    records: list[TailRecord]
+
+
+# --- logs and uplink -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int  # increasing; ask for lines after the last one seen
+    ts: float  # seconds since the epoch
+    level: str
+    line: str  # the key=value line as the log file has it
+
+
+@dataclass(frozen=True)
+class LogLines:
+    lines: list[LogLine]
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class UplinkTopic:
+    cloud_topic: str
+    priority: int = 0
+    partitions: int = 0
+    backlog_records: int = 0
+    backlog_bytes: int = 0
+    backlog_seconds: float = 0.0
+    lost_records: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # partition -> why it is stuck
+
+
+@dataclass(frozen=True)
+class UplinkStatus:
+    enabled: bool
+    connected: bool = False
+    paused: bool = False
+    bootstrap: list[str] = field(default_factory=list)
+    last_error: str | None = None
+    throughput_bytes_per_s: float = 0.0
+    throughput_records_per_s: float = 0.0
+    sent_records: int = 0
+    sent_bytes: int = 0
+    backlog_records: int = 0
+    backlog_bytes: int = 0
+    lost_records: int = 0
+    bandwidth_cap: int = 0  # bytes/s, 0: no cap
+    topics: dict[str, UplinkTopic] = field(default_factory=dict)
 
 
 # --- requests ------------------------------------------------------------------------------------

@@ -12,8 +12,17 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
     GET    /api/v1/topics/{name}      TopicInfo
     PATCH  /api/v1/topics/{name}      AlterTopic -> TopicInfo
     DELETE /api/v1/topics/{name}      204
+    GET    /api/v1/topics/{name}/partitions/{p}/records?offset=N|timestamp=MS&limit=N
+                                      TailResult: records decoded for reading (live tail, replay)
     GET    /api/v1/groups             {"groups": [GroupInfo]} with lag per partition
     GET    /api/v1/groups/{id}        GroupInfo
+    GET    /api/v1/clients?limit=N    Clients: MQTT sessions and Kafka connections (N each, 1000)
+    GET    /api/v1/logs?after=SEQ&limit=N
+                                      LogLines: recent log lines kept in memory
+    GET    /api/v1/uplink             uplink state, backlog per topic (UplinkStatus)
+    POST   /api/v1/uplink/pause       stop forwarding (the backlog grows) -> UplinkStatus
+    POST   /api/v1/uplink/resume      forward again -> UplinkStatus
+    GET    /api/v1/mqtt               MQTT broker counters
     GET    /api/v1/storage            StorageInfo
     GET    /api/v1/metrics            {"families": [MetricFamily]} (the figures /metrics shows)
     GET    /metrics                   Prometheus text format
@@ -56,7 +65,7 @@ from typing import Any
 import h11
 import trio
 
-from appliance.admin import actions, prometheus, views
+from appliance.admin import actions, prometheus, tail, views
 from appliance.admin.actions import AdminError
 from appliance.admin.models import API_PREFIX, Listener, to_plain
 from appliance.config import HostPort
@@ -90,13 +99,14 @@ def error_response(status: int, message: str, headers: tuple[tuple[str, str], ..
     return Response(status, json.dumps({"error": message}).encode(), JSON, headers)
 
 
-Handler = Callable[["AdminServer", re.Match, Any], Awaitable[Response]]
-_ROUTES: list[tuple[str, re.Pattern, Handler]] = []
+Handler = Callable[..., Awaitable[Response]]  # (server, match, body[, query]) -> Response
+_ROUTES: list[tuple[str, re.Pattern, Handler, bool]] = []
 
 
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
+def route(method: str, pattern: str, *, query: bool = False) -> Callable[[Handler], Handler]:
+    """Register a handler; with `query` it also receives the query string as {name: last value}."""
     def register(fn: Handler) -> Handler:
-        _ROUTES.append((method, re.compile(pattern + r"\Z"), fn))
+        _ROUTES.append((method, re.compile(pattern + r"\Z"), fn, query))
         return fn
 
     return register
@@ -314,9 +324,10 @@ class AdminServer:
 
     async def handle(self, method: str, target: str, body: bytes) -> Response:
         """One request to one response; never raises."""
-        path = urllib.parse.urlsplit(target).path
+        parts = urllib.parse.urlsplit(target)
+        path = parts.path
         allowed = []
-        for m, pattern, fn in _ROUTES:
+        for m, pattern, fn, wants_query in _ROUTES:
             match = pattern.match(path)
             if match is None:
                 continue
@@ -330,6 +341,9 @@ class AdminServer:
                         payload = json.loads(body)
                     except ValueError as e:
                         return error_response(400, f"body is not valid JSON: {e}")
+                if wants_query:
+                    query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+                    return await fn(self, match, payload, query)
                 return await fn(self, match, payload)
             except AdminError as e:
                 return error_response(e.status, str(e))
@@ -454,6 +468,44 @@ async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Re
 @route("GET", P + r"/mqtt")
 async def _mqtt(server: AdminServer, match: re.Match, body: Any) -> Response:
     return json_response(200, views.mqtt_view(server.app))
+
+
+def _int_param(query: dict[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise AdminError(400, f"{name} must be a whole number, got {text!r}") from None
+
+
+@route("GET", P + r"/topics/([^/]+)/partitions/(\d+)/records", query=True)
+async def _records(server: AdminServer, match: re.Match, body: Any, query: dict[str, str]) -> Response:
+    offset, timestamp = _int_param(query, "offset"), _int_param(query, "timestamp")
+    if offset is not None and timestamp is not None:
+        raise AdminError(400, "give offset or timestamp, not both")
+    limit = _int_param(query, "limit")
+    try:
+        result = await tail.tail(server.app, _name(match), int(match.group(2)), offset=offset,
+                                 timestamp=timestamp, limit=tail.DEFAULT_LIMIT if limit is None else limit)
+    except LookupError as e:
+        raise AdminError(404, str(e.args[0])) from None
+    return json_response(200, result)
+
+
+@route("GET", P + r"/clients", query=True)
+async def _clients(server: AdminServer, match: re.Match, body: Any, query: dict[str, str]) -> Response:
+    limit = _int_param(query, "limit")
+    return json_response(200, views.clients_view(server.app, now=server.now(), monotonic=trio.current_time(),
+                                                 limit=max(0, 1000 if limit is None else limit)))
+
+
+@route("GET", P + r"/logs", query=True)
+async def _logs(server: AdminServer, match: re.Match, body: Any, query: dict[str, str]) -> Response:
+    after = _int_param(query, "after") or 0
+    limit = _int_param(query, "limit")
+    return json_response(200, views.logs_view(server.app, after=after, limit=500 if limit is None else limit))
 
 
 from appliance.admin import security_routes  # noqa: E402,F401  (registers its routes on the table above)

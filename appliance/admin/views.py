@@ -17,12 +17,18 @@ from typing import Any
 
 from appliance import __version__
 from appliance.admin.models import (
+    Clients,
     GroupInfo,
     GroupMember,
+    KafkaConnection,
     KafkaCounters,
     Listener,
+    LogLine,
+    LogLines,
     MetricFamily,
     MetricSample,
+    MqttSession,
+    MqttSubscription,
     PartitionInfo,
     PartitionLag,
     Status,
@@ -218,6 +224,67 @@ def mqtt_view(app: Any) -> dict[str, Any]:
             "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot(),
             "ingest": ingest.snapshot() if ingest is not None else None,
             "egress": egress.snapshot() if egress is not None else None}
+
+
+# --- clients and logs ----------------------------------------------------------------------------
+
+
+def _zone(obj: Any) -> str | None:
+    zone = getattr(obj, "zone", None)  # a listener's zone, or a certificate identity's
+    return None if zone is None or zone == "" else str(zone)
+
+
+def kafka_connections(app: Any, *, now: float) -> list[KafkaConnection]:
+    out = []
+    kafka = app.kafka
+    for server in getattr(kafka, "servers", [kafka]):  # one server per Kafka listener
+        for c in list(getattr(server, "live", {}).values()):
+            out.append(KafkaConnection(
+                conn_id=c.conn_id, listener=c.listener, peer=c.peer, client_id=c.client_id,
+                connected_s=round(max(0.0, now - c.connected_at), 3), requests=c.requests,
+                principal=None if c.principal is None else str(c.principal),
+                zone=_zone(c.principal) or _zone(c)))  # mTLS: the certificate's zone decides
+    return sorted(out, key=lambda c: (c.listener, c.conn_id))
+
+
+def mqtt_sessions(app: Any, *, monotonic: float) -> list[MqttSession]:
+    mqtt = getattr(app, "mqtt", None)
+    if mqtt is None:
+        return []
+    out = []
+    for s in list(mqtt.sessions.values()):
+        conn = s.connection
+        access = None if conn is None else getattr(conn, "access", None)  # set by segmentation
+        identity = None if access is None else getattr(access, "identity", None)
+        subs = [MqttSubscription(f, int(getattr(sub.options, "qos", 0)))
+                for f, sub in sorted(s.subscriptions.items())]
+        out.append(MqttSession(
+            client_id=s.client_id, connected=conn is not None,
+            peer=None if conn is None else conn.peer,
+            protocol_version=None if conn is None else int(conn.version),
+            username=None if conn is None else getattr(conn, "username", None),
+            subscriptions=subs, queued=len(s.queue), inflight=len(s.inflight),
+            expiry_interval=int(s.expiry_interval),
+            connected_s=None if conn is None else round(max(0.0, monotonic - conn.connected_at), 3),
+            principal=None if identity is None else str(identity),
+            zone=_zone(identity) or (None if access is None else _zone(access))))
+    return sorted(out, key=lambda m: (not m.connected, m.client_id))
+
+
+def clients_view(app: Any, *, now: float, monotonic: float, limit: int = 1000) -> Clients:
+    """`now`: wall clock (Kafka connections); `monotonic`: trio's clock (MQTT connections).
+    Each list is cut to `limit` entries so a plant with thousands of devices stays cheap to poll."""
+    kafka, mqtt = kafka_connections(app, now=now), mqtt_sessions(app, monotonic=monotonic)
+    return Clients(kafka=kafka[:limit], mqtt=mqtt[:limit], mqtt_enabled=getattr(app, "mqtt", None) is not None,
+                   mqtt_total=len(mqtt), kafka_total=len(kafka))
+
+
+def logs_view(app: Any, *, after: int = 0, limit: int = 500) -> LogLines:
+    ring = getattr(app, "log_ring", None)
+    if ring is None:
+        return LogLines([], 0)
+    lines, last = ring.lines(after, max(0, min(limit, 2000)))
+    return LogLines([LogLine(seq, round(ts, 3), level, line) for seq, ts, level, line in lines], last)
 
 
 # --- metrics -------------------------------------------------------------------------------------

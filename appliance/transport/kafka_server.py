@@ -19,7 +19,9 @@ from __future__ import annotations
 import itertools
 import ssl
 import sys
+import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -66,6 +68,20 @@ def _close_reason(exc: BaseException) -> str | None:
     return "; ".join(reasons) or None
 
 
+@dataclass
+class LiveConnection:
+    """One open connection, for the admin API's client list (read-only outside this module)."""
+
+    conn_id: int
+    listener: str
+    peer: str
+    connected_at: float  # wall clock, seconds
+    client_id: str | None = None  # from the latest request header
+    zone: str | None = None  # the listener's zone
+    principal: Any = None  # the certificate's Identity on an mTLS listener
+    requests: int = 0
+
+
 class KafkaServer:
     def __init__(self, broker: Broker, listen: HostPort, *, name: str = "kafka",
                  ssl_context: ssl.SSLContext | None = None, guard: ListenerGuard | None = None,
@@ -82,6 +98,7 @@ class KafkaServer:
         self._listeners: list[trio.SocketListener] = []
         self._ids = itertools.count(1)
         self._read_scopes: dict[int, trio.CancelScope] = {}
+        self.live: dict[int, LiveConnection] = {}  # open connections by id (admin API)
         self._draining = False
         self.connections = 0
         self.refused = 0
@@ -157,6 +174,7 @@ class KafkaServer:
             peer = "{}:{}".format(*stream.socket.getpeername()[:2])  # type: ignore[attr-defined]
         except OSError:
             peer = "?"
+        self.live[conn_id] = LiveConnection(conn_id, self.name, peer, time.time(), zone=self.guard.zone)
         reason = "client closed"
         try:
             if self.guard.uses_tls:
@@ -174,6 +192,7 @@ class KafkaServer:
             self._read_scopes.pop(conn_id, None)
             self._principals.pop(conn_id, None)
             self._rates.pop(conn_id, None)
+            self.live.pop(conn_id, None)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
@@ -238,6 +257,11 @@ class KafkaServer:
                 return (key, 0, header.correlation_id, HANDLERS[key].unsupported_version_response())
             return f"unsupported API key {key} version {version}"
         self.requests += 1
+        live = self.live.get(conn_id)
+        if live is not None:
+            live.requests += 1
+            live.client_id = header.client_id
+            live.principal = self._principals.get(conn_id)
         ctx = RequestContext(self.broker, key, version, header.correlation_id, header.client_id,
                              peer=peer, listener=self.name, connection_id=conn_id,
                              principal=self._principals.get(conn_id), zone=self.guard.rule_zone,

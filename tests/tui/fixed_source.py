@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+
 from appliance.admin.client import AdminAPIError
 from appliance.admin.models import (
+    Clients,
     GroupInfo,
     GroupMember,
+    KafkaConnection,
     KafkaCounters,
     Listener,
+    LogLine,
+    LogLines,
+    MqttSession,
+    MqttSubscription,
     PartitionInfo,
     PartitionLag,
+    RecordHeader,
     Status,
     StorageInfo,
+    TailRecord,
+    TailResult,
     TopicInfo,
+    UplinkStatus,
+    UplinkTopic,
 )
 from tui.panes import Rates
 
@@ -102,5 +117,87 @@ class FixedSource:
     async def alter_topic(self, name, configs=None, partitions=None) -> TopicInfo:
         return topics()[0]
 
+    async def clients(self) -> Clients:
+        return clients()
+
+    async def records(self, topic, partition, *, offset=None, timestamp=None, limit=None) -> TailResult:
+        return tail(topic, partition, offset, limit)
+
+    async def logs(self, after=0, limit=None) -> LogLines:
+        all_lines = log_lines()
+        return LogLines([line for line in all_lines.lines if line.seq > after], all_lines.last_seq)
+
+    async def uplink(self) -> UplinkStatus:
+        return uplink()
+
+    async def pause_uplink(self) -> UplinkStatus:
+        return uplink()
+
+    async def resume_uplink(self) -> UplinkStatus:
+        return uplink()
+
     async def close(self) -> None:
         return None
+
+
+def clients() -> Clients:
+    return Clients(
+        kafka=[KafkaConnection(3, "kafka", "10.1.3.20:51544", "historian-1", 7380.0, 14_022),
+               KafkaConnection(9, "kafka", "10.1.3.31:40012", "mes-orders", 120.5, 380,
+                               principal="CN=mes.plant1", zone="it")],
+        mqtt=[MqttSession("line3-plc-01", True, "10.2.0.11:50122", 4, None, [], 0, 0, 0, 86_400.0),
+              MqttSession("scada-hmi", True, "10.2.0.40:41876", 5, "hmi",
+                          [MqttSubscription("plant1/line3/#", 1), MqttSubscription("alarms/+", 2)], 2, 1, 3600, 5400.0),
+              MqttSession("historian-bridge", False, None, None, None, [MqttSubscription("plant1/#", 1)],
+                          1_204, 0, 86_400)])
+
+
+def uplink() -> UplinkStatus:
+    return UplinkStatus(
+        enabled=True, connected=True, paused=False, bootstrap=["cloud.example:9093"],
+        throughput_bytes_per_s=61_440.0, throughput_records_per_s=820.0, sent_records=1_201_334,
+        sent_bytes=90_100_000, backlog_records=4_310, backlog_bytes=323_250, bandwidth_cap=262_144,
+        topics={"plant1.line3.alarms": UplinkTopic("plant1.line3.alarms", 0, 1, 0, 0, 0.0),
+                "plant1.line3.telemetry": UplinkTopic("plant1.line3.telemetry", 10, 4, 4_310, 323_250, 5.2)})
+
+
+LOG_T0 = 1_795_000_000.0  # 2026-11-18 07:06:40 UTC
+
+
+def log_lines() -> LogLines:
+    raw = [
+        ("info", "main", "ready role=plant version=0.1.0 kafka=0.0.0.0:9092 mqtt=0.0.0.0:1883"),
+        ("info", "admin", "admin_listening address=127.0.0.1:9644 unix_socket=-"),
+        ("info", "uplink", "uplink_connected bootstrap=cloud.example:9093"),
+        ("warning", "kafka", "connection_rejected listener=kafka conn=12 peer=10.1.3.99:5123 reason=\"bad frame\""),
+        ("info", "topics", "topic_created topic=plant1.line4.telemetry partitions=6 configs=-"),
+        ("error", "storage", "upload_failed object=00000042.wal error=\"connection refused\""),
+    ]
+    lines = []
+    for i, (level, area, rest) in enumerate(raw, start=1):
+        ts = LOG_T0 + i * 7.25
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+        lines.append(LogLine(i, ts, level, f"ts={stamp} level={level} area={area} event={rest}"))
+    return LogLines(lines, len(lines))
+
+
+RECORD_T0 = 1_795_000_000_000
+
+
+def tail(topic: str, partition: int, offset: int | None, limit: int | None) -> TailResult:
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    records = [
+        TailRecord(84_540 + i, RECORD_T0 + i * 250, b64(b"press-%d" % (i % 3)),
+                   b64(json.dumps({"temp_c": 71.5 + i / 4, "rpm": 1480 + i}).encode()),
+                   [RecordHeader("unit", b64(b"degC"))])
+        for i in range(8)
+    ]
+    records.append(TailRecord(84_548, RECORD_T0 + 2_000, None, b64(bytes(range(0x80, 0x98)))))
+    records.append(TailRecord(84_549, RECORD_T0 + 2_250,
+                              note="compressed (snappy) batch of 40 records, offsets 84549-84588: "
+                                   "snappy is not available here"))
+    start = 84_540 if offset is None else offset
+    shown = [r for r in records if r.offset >= start][: limit or 50]
+    return TailResult(topic, partition, 0, 84_589, start, 84_589, shown)

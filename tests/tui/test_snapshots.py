@@ -58,3 +58,59 @@ def test_groups(snap_compare):
         await settle(pilot)
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+async def tab(pilot, key: str) -> None:
+    await pilot.press(key)
+    await settle(pilot)
+
+
+def test_clients(snap_compare):
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "4"))
+
+
+def test_uplink(snap_compare):
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "5"))
+
+
+def test_uplink_pause_confirmation(snap_compare):
+    async def run_before(pilot) -> None:
+        await tab(pilot, "5")
+        await pilot.press("p")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_logs(snap_compare):
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "6"))
+
+
+async def open_tail(pilot) -> None:
+    await tab(pilot, "2")
+    await pilot.press("down", "enter")  # the telemetry topic's live tail
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_topic_tail_as_json(snap_compare):
+    async def run_before(pilot) -> None:
+        await open_tail(pilot)
+        await pilot.press("f", "up", "up")  # JSON; the highlighted record shows in full below
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_topic_tail_as_hex(snap_compare):
+    async def run_before(pilot) -> None:
+        await open_tail(pilot)
+        await pilot.press("f", "f", "up", "up", "up")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_replay_dialog(snap_compare):
+    async def run_before(pilot) -> None:
+        await open_tail(pilot)
+        await pilot.press("o", *"84541")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
