@@ -11,6 +11,7 @@ Loopback only; every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
@@ -43,12 +44,106 @@ def disk_write_fsync_mbps(directory: Path, total: int = 256 << 20, chunk: int = 
     return total / elapsed / 1e6
 
 
+def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Namespace, out) -> None:
+    """One librdkafka producer in its own process, so the client's Python loop is not the bottleneck."""
+    value = os.urandom(args.value_size)
+    latencies: list[float] = []
+    errors = 0
+
+    def on_delivery(err, msg):
+        nonlocal errors
+        if err:
+            errors += 1
+        else:
+            latencies.append(msg.latency())
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": args.linger_ms,
+                  "batch.size": args.batch_size, "batch.num.messages": 1_000_000,
+                  "queue.buffering.max.kbytes": 1 << 20, "enable.idempotence": True})
+    deadline = time.monotonic() + args.timeout
+    for i in range(offset, offset + count):
+        while True:
+            try:
+                p.produce("bench", key=str(i % 64).encode(), value=value, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.005)
+        if i % 1000 == 0:
+            p.poll(0)
+        if time.monotonic() > deadline:
+            break
+    p.flush(args.timeout)
+    out.put((len(latencies), errors, latencies[:: max(1, len(latencies) // 20000)]))
+
+
+def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    share = args.count // args.producers
+    procs = [ctx.Process(target=_producer_process, args=(bootstrap, share, k * share, args, out))
+             for k in range(args.producers)]
+    start = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=args.timeout + 60) for _ in procs]
+    elapsed = time.perf_counter() - start
+    for proc in procs:
+        proc.join(10)
+    n = sum(r[0] for r in results)
+    errors = sum(r[1] for r in results)
+    lat = sorted(x for r in results for x in r[2])
+    return n, errors, lat, elapsed
+
+
+def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200, in_flight: int = 5) -> float:
+    """The broker alone: pre-encoded 1 MiB-ish Produce requests (acks=-1), `in_flight` pipelined on one
+    connection, so no client-side per-record work is measured. A diagnostic beside the librdkafka figure."""
+    import socket
+    import struct
+
+    from appliance.kafka import records
+    from appliance.kafka.protocol import codec
+    from appliance.kafka.protocol import messages as m
+
+    host, port = bootstrap.rsplit(":", 1)
+    n = max(1, (1 << 20) // (value_size + 20))
+    batch = records.build_batch([(b"k", os.urandom(value_size), [])] * n, timestamp_ms=int(time.time() * 1000))
+    P = m.ProduceRequest
+    frame = codec.encode_request(0, 8, 1, P(acks=-1, timeout_ms=30000, topic_data=[P.TopicProduceData(
+        name="bench-raw", partition_data=[P.TopicProduceData.PartitionProduceData(index=0, records=batch)])]))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("bench-raw", num_partitions=1, replication_factor=1)])["bench-raw"].result(10)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        pending = bytearray()
+
+        def response() -> None:
+            while len(pending) < 4 or len(pending) < 4 + struct.unpack_from(">i", pending)[0]:
+                pending.extend(s.recv(1 << 16))
+            _, resp = codec.decode_response(0, 8, bytes(pending[4 : 4 + struct.unpack_from(">i", pending)[0]]))
+            del pending[: 4 + struct.unpack_from(">i", pending)[0]]
+            assert resp.responses[0].partition_responses[0].error_code == 0, resp
+
+
+        start = time.perf_counter()
+        for _ in range(in_flight):
+            s.sendall(frame)
+        for i in range(requests):
+            response()
+            if i < requests - in_flight:
+                s.sendall(frame)
+        elapsed = time.perf_counter() - start
+    return requests * len(batch) / elapsed / 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=200_000)
     ap.add_argument("--value-size", type=int, default=1024)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--batch-size", type=int, default=1 << 20, help="librdkafka batch.size")
+    ap.add_argument("--linger-ms", type=int, default=5)
+    ap.add_argument("--producers", type=int, default=2, help="producer processes")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-", dir=Path(__file__).resolve().parents[1] / "var")
                 if (Path(__file__).resolve().parents[1] / "var").exists() else tempfile.mkdtemp())
@@ -57,35 +152,7 @@ def main() -> None:
     try:
         admin = AdminClient({"bootstrap.servers": app.bootstrap})
         admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
-        value = os.urandom(args.value_size)
-        latencies: list[float] = []
-        errors = 0
-
-        def on_delivery(err, msg):
-            nonlocal errors
-            if err:
-                errors += 1
-            else:
-                latencies.append(msg.latency())
-
-        p = Producer({"bootstrap.servers": app.bootstrap, "acks": "all", "linger.ms": 5,
-                      "batch.size": 1 << 20, "queue.buffering.max.kbytes": 1 << 20, "enable.idempotence": True})
-        deadline = time.monotonic() + args.timeout
-        start = time.perf_counter()
-        for i in range(args.count):
-            while True:
-                try:
-                    p.produce("bench", key=str(i % 64).encode(), value=value, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    p.poll(0.005)
-            if i % 1000 == 0:
-                p.poll(0)
-            if time.monotonic() > deadline:
-                break
-        p.flush(args.timeout)
-        produce_s = time.perf_counter() - start
-        n = len(latencies)
+        n, errors, lat, produce_s = run_producers(app.bootstrap, args)
         mb = n * args.value_size / 1e6
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
                       "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
@@ -101,12 +168,15 @@ def main() -> None:
             got += sum(1 for m in msgs if m.error() is None)
         consume_s = time.perf_counter() - (first or time.perf_counter())
         c.close()
-        lat = sorted(latencies)
-        print(f"records={n} value_size={args.value_size} errors={errors} partitions={args.partitions}")
+        print(f"records={n} value_size={args.value_size} errors={errors} partitions={args.partitions} "
+              f"producers={args.producers} batch.size={args.batch_size} linger.ms={args.linger_ms}")
         print(f"produce: {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, "
               f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")
         print(f"consume: {got * args.value_size / 1e6 / consume_s:.1f} MB/s, {got / consume_s:,.0f} records/s")
         print(f"disk sequential write+fsync (1 MiB chunks): {disk:.1f} MB/s; produce/disk ratio = {mb / produce_s / disk:.2f}")
+        raw = raw_pipelined_produce_mbps(app.bootstrap, args.value_size)
+        print(f"diagnostic: broker alone, pre-encoded ~1 MiB batches, 5 pipelined, acks=-1: {raw:.1f} MB/s "
+              f"(ratio to disk {raw / disk:.2f})")
     finally:
         app.stop()
 
