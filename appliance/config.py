@@ -256,7 +256,7 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """The write-ahead log and metadata journal on local disk (`<data_dir>/wal/`, `<data_dir>/meta/`)."""
+    """Where and how records are kept: the write-ahead log (`<data_dir>/wal/`), metadata, their limits."""
 
     wal_segment_size: int = setting(64 << 20, parse_size, "WAL segment file size")
     wal_budget: int = setting(8 << 30, parse_size, "disk the WAL may use before producers are pushed back")
