@@ -406,6 +406,129 @@ class StreamSettings:
     forwarded: bool = setting(False, parse_bool, "the uplink forwards it to the cloud")
 
 
+# --- MQTT ingestion (appliance/ingest/): mapping into Kafka, Sparkplug B, Kafka -> MQTT, bridge ----
+
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDER = re.compile(r"\d+|[A-Za-z_][A-Za-z0-9_]*|#")
+
+
+def parse_mqtt_filter(value: Any) -> str:
+    """An MQTT topic filter; a level may also be `{name}`, a single-level wildcard with a name."""
+    text = parse_str(value)
+    if not text:
+        raise ValueError("a topic filter cannot be empty")
+    levels = text.split("/")
+    for i, level in enumerate(levels):
+        if level == "#" and i != len(levels) - 1:
+            raise ValueError(f"'#' must be the last level of {text!r}")
+        if level.startswith("{") and level.endswith("}") and _PLACEHOLDER.fullmatch(level[1:-1] or "-"):
+            continue
+        if level not in ("+", "#") and ("+" in level or "#" in level or "{" in level or "}" in level):
+            raise ValueError(f"level {level!r} of {text!r} mixes a wildcard with text")
+    return text
+
+
+def parse_template(value: Any) -> str:
+    """A template over topic levels: `{0}`.. by position, `{name}` for named filter levels, `{#}`, `{topic}`."""
+    text = parse_str(value)
+    stripped = _TEMPLATE_FIELD.sub("", text)
+    if "{" in stripped or "}" in stripped:
+        raise ValueError(f"unbalanced braces in template {text!r}")
+    for name in _TEMPLATE_FIELD.findall(text):
+        if not _PLACEHOLDER.fullmatch(name):
+            raise ValueError(f"placeholder {{{name}}} in {text!r} is not a level number or a name")
+    return text
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    unmapped: str = setting("default", parse_choice("default", "reject"),
+                            "MQTT topics no [[mqtt_map]] rule matches: to default_topic, or refused (0x90)")
+    default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
+    max_pending: int = setting(100_000, parse_int(1, 10_000_000),
+                               "messages waiting for the WAL before publishers are pushed back (0x97)")
+
+
+@dataclass(frozen=True)
+class MqttMapRule:
+    """One `[[mqtt_map]]` entry: MQTT topic filter -> Kafka topic, key and value format. First match wins."""
+
+    filter: str = required(parse_mqtt_filter, "MQTT topic filter; a level written {name} matches like + and is named")
+    kafka_topic: str = required(parse_template, "Kafka topic template, e.g. \"plant1.{area}.telemetry\"")
+    key: str = setting("", parse_template, "Kafka key template, e.g. \"{3}/{4}\" (empty: no key)")
+    value: str = setting("payload", parse_choice("payload", "envelope"),
+                         "payload as is, or a JSON envelope with topic, asset context and payload")
+    user_properties: bool = setting(True, parse_bool, "copy MQTT 5 user properties into Kafka headers")
+
+    def __post_init__(self) -> None:
+        _check_template_names(self.filter, kafka_topic=self.kafka_topic, key=self.key)
+
+
+def _check_template_names(topic_filter: str, **templates: str) -> None:
+    """A `{name}` in a template must be a level the filter names (a typo would render empty)."""
+    named = {lv[1:-1] for lv in topic_filter.split("/") if lv.startswith("{") and lv.endswith("}")}
+    for key, text in templates.items():
+        for name in _TEMPLATE_FIELD.findall(text):
+            if not (name.isdigit() or name in ("#", "topic") or name in named):
+                raise ValueError(f"{key}: {{{name}}} is not a level named in the filter {topic_filter!r}")
+
+
+ISA95_LEVELS = ("enterprise", "site", "area", "line", "cell", "asset")
+
+
+@dataclass(frozen=True)
+class AssetRule:
+    """One `[[assets]]` entry: MQTT topics matching `match` get this ISA-95 context (templates over levels)."""
+
+    match: str = required(parse_mqtt_filter, "MQTT topic filter (named levels allowed)")
+    path: str = setting("", parse_template, "enterprise/site/area/line/cell/asset in one template (prefix allowed)")
+    enterprise: str = setting("", parse_template)
+    site: str = setting("", parse_template)
+    area: str = setting("", parse_template)
+    line: str = setting("", parse_template)
+    cell: str = setting("", parse_template)
+    asset: str = setting("", parse_template)
+
+    def __post_init__(self) -> None:
+        _check_template_names(self.match, **{n: getattr(self, n) for n in ("path", *ISA95_LEVELS)})
+
+
+@dataclass(frozen=True)
+class MqttOutRule:
+    """One `[[mqtt_out]]` entry: records of a Kafka topic published to local MQTT subscribers."""
+
+    kafka_topic: str = required(parse_str, "Kafka topic to follow (from its end at start-up)")
+    mqtt_topic: str = setting("kafka/{topic}", parse_template,
+                              "MQTT topic template: {topic}, {partition}, {key} (a key with / adds levels)")
+    qos: int = setting(0, parse_int(0, 2), "QoS of the published messages")
+    retain: bool = setting(False, parse_bool, "publish retained (latest value per MQTT topic)")
+
+
+@dataclass(frozen=True)
+class SparkplugSettings:
+    enabled: bool = setting(True, parse_bool, "decode spBv1.0/# as Sparkplug B (else it is mapped like any topic)")
+    kafka_topic: str = setting("sparkplug.metrics", parse_template,
+                               "normalised metric records; template over {group}, {edge_node}, {device}")
+    raw_topic: str = setting("sparkplug.raw", parse_template, "raw payloads, one record per MQTT message (empty: off)")
+    rebirth_min_interval: float = setting(5.0, parse_duration, "at most one rebirth request per edge node this often")
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    upstream: HostPort | None = setting(None, lambda v: None if v in (None, "") else parse_host_port(v),
+                                        "upstream MQTT broker HOST:PORT (empty: bridge off)")
+    client_id: str = setting("millstream-bridge", parse_str, "client id (the persistent session's name upstream)")
+    filters: tuple[str, ...] = setting((), parse_str_list, "topic filters subscribed upstream")
+    qos: int = setting(1, parse_int(0, 2), "subscription QoS (1: acknowledged upstream only once durable here)")
+    session_expiry: int = setting(86400, parse_int(0, 0xFFFFFFFF), "seconds the upstream keeps our session")
+    keep_alive: int = setting(30, parse_int(0, 65535), "seconds")
+    username: str | None = setting(None, parse_optional_str)
+    password: str | None = setting(None, parse_optional_str)
+    local_prefix: str = setting("", parse_str, "prefix put before bridged topics locally (e.g. \"upstream/\")")
+    backoff_min: float = setting(0.5, parse_duration, "first reconnect delay")
+    backoff_max: float = setting(30.0, parse_duration, "reconnect delay cap (doubling, with jitter)")
+
+
 SECTIONS: dict[str, type] = {
     "node": NodeSettings,
     "log": LogSettings,
@@ -415,12 +538,18 @@ SECTIONS: dict[str, type] = {
     "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
+    "ingest": IngestSettings,
+    "sparkplug": SparkplugSettings,
+    "bridge": BridgeSettings,
 }
 
-# Sections written as TOML arrays of tables (`[[streams]]`): each entry builds one dataclass, and a
-# problem is reported as `streams[2].placement` (0-based, in file order).
+# Sections written as TOML arrays of tables (`[[streams]]`, `[[mqtt_map]]`): each entry builds one
+# dataclass, and a problem is reported as `streams[2].placement` (0-based, in file order).
 ARRAY_SECTIONS: dict[str, type] = {
     "streams": StreamSettings,
+    "mqtt_map": MqttMapRule,
+    "assets": AssetRule,
+    "mqtt_out": MqttOutRule,
 }
 
 
@@ -435,6 +564,12 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
     streams: tuple[StreamSettings, ...] = ()
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    sparkplug: SparkplugSettings = field(default_factory=SparkplugSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    mqtt_map: tuple[MqttMapRule, ...] = ()
+    assets: tuple[AssetRule, ...] = ()
+    mqtt_out: tuple[MqttOutRule, ...] = ()
     source: str = "<defaults>"
 
     @property

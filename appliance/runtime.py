@@ -44,6 +44,8 @@ class Appliance:
         self.admin: Any = None
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
+        self.ingest: Any = None  # KafkaIngestSink: .snapshot() gives the ingestion counters
+        self.egress: Any = None
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.stopping = trio.Event()
 
@@ -95,6 +97,9 @@ class Appliance:
             log.info("stopped")
 
     async def _start_mqtt(self, services: trio.Nursery) -> None:
+        from appliance.ingest.egress import KafkaToMqtt
+        from appliance.ingest.kafka_sink import KafkaIngestSink
+        from appliance.ingest.pipeline import Ingestor
         from appliance.mqtt.broker import Broker as MqttBroker
         from appliance.mqtt.session import Limits
         from appliance.mqtt.state import MetaStoreMqttState
@@ -102,11 +107,21 @@ class Appliance:
 
         s = self.settings
         state = MetaStoreMqttState(self.storage.meta)
-        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=None, state_store=state)
+        # Accepted PUBLISHes become Kafka records; PUBACK/PUBREC wait for their WAL fsync.
+        self.ingest = KafkaIngestSink(Ingestor(s), self.broker, max_pending=s.ingest.max_pending)
+        self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=self.ingest, state_store=state)
         state.restore(self.mqtt, trio.current_time())
+        await services.start(self.ingest.run, self.mqtt)
+        if s.mqtt_out:
+            self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt)
+            await services.start(self.egress.run)
         bound = await services.start(partial(serve_mqtt, self.mqtt, s.mqtt.listen, stop=self.stopping,
                                              grace=s.node.shutdown_grace))
         self.mqtt_port = bound.port
+        if s.bridge.upstream is not None:
+            from appliance.ingest.bridge.runner import run_bridge
+
+            services.start_soon(run_bridge, s.bridge, self.mqtt, self.stopping)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -196,8 +196,12 @@ def mqtt_view(app: Any) -> dict[str, Any]:
     mqtt = getattr(app, "mqtt", None)
     if mqtt is None:
         return {"enabled": False}
+    ingest = getattr(app, "ingest", None)
+    egress = getattr(app, "egress", None)
     return {"enabled": True, "port": getattr(app, "mqtt_port", None), "sessions": len(mqtt.sessions),
-            "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot()}
+            "retained": len(mqtt.retained), "stats": mqtt.stats.snapshot(),
+            "ingest": ingest.snapshot() if ingest is not None else None,
+            "egress": egress.snapshot() if egress is not None else None}
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -271,6 +275,11 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
             kind = "gauge" if key in ("connections_current", "sessions", "retained") else "counter"
             name = f"millstream_mqtt_{key}" + ("_total" if kind == "counter" and not key.endswith("_total") else "")
             fams.append(_one(name, kind, f"MQTT broker figure {key}.", value))
+        for key, value in sorted((mqtt["ingest"] or {}).items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                kind = "gauge" if key == "pending" else "counter"
+                fams.append(_one(f"millstream_ingest_{key}" + ("_total" if kind == "counter" else ""), kind,
+                                 f"MQTT-to-Kafka ingestion figure {key}.", value))
     uplink = uplink_view(app)
     if uplink["enabled"]:
         fams += [

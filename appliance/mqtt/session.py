@@ -411,12 +411,14 @@ class Connection:
         self.outbox.append(DeferredAck(waiter if waiter is not None else _DONE, ok, p.packet_id, p.qos))
 
     def failed_ack(self, item: DeferredAck) -> bytes | None:
-        """The acknowledgement to send when the sink could not make a message durable: 0x97 in
-        5.0; None in 3.1.1, which cannot refuse a PUBLISH (the adapter closes the connection)."""
+        """The acknowledgement to send when the sink could not make a message durable or refused
+        it: the error's `mqtt_reason` (a waiter exposing `.error`), else 0x97, in 5.0; None in
+        3.1.1, which cannot refuse a PUBLISH (the adapter closes the connection)."""
         if not self.v5:
             return None
         ack_cls = PubRec if item.qos == 2 else PubAck
-        return encode(ack_cls(item.packet_id, ReasonCode.QUOTA_EXCEEDED), self.version)
+        reason = getattr(getattr(item.waiter, "error", None), "mqtt_reason", ReasonCode.QUOTA_EXCEEDED)
+        return encode(ack_cls(item.packet_id, reason), self.version)
 
     def ack_written(self, item: DeferredAck, durable: bool) -> None:
         """The adapter wrote a deferred acknowledgement (`durable` False: it wrote the failure)."""

@@ -34,6 +34,9 @@ def test_mqtt_counts_show_in_api_and_metrics(appliance):
     samples = {s.name: s.value for f in text_string_to_metric_families(text.decode()) for s in f.samples}
     assert samples["millstream_mqtt_messages_in_total"] == 3
     assert samples["millstream_mqtt_connections_total"] == 3
+    # Unmapped messages went to the default topic: the ingestion counters say so.
+    assert view["ingest"]["records"] == 3
+    assert samples["millstream_ingest_records_total"] == 3
 
 
 def test_uplink_disabled_is_reported_not_hidden(appliance):

@@ -1,0 +1,311 @@
+"""MQTT ingestion benchmark: Millstream (durable PUBACK) vs Mosquitto (Debian, no fsync), same run.
+
+    PYTHONPATH=. .venv/bin/python bench/mqtt_ingest.py [--messages 200000] [--procs 2] [--conns 4]
+
+Load generator: `--procs` processes, each with `--conns` MQTT 3.1.1 connections on plain sockets,
+sending pre-encoded PUBLISH packets (200-byte payloads) pipelined: QoS 0 in large writes (then a
+PINGREQ whose PINGRESP marks the end), QoS 1 with up to `--window` unacknowledged messages per
+connection. Every loop is bounded by the message count and a deadline.
+
+Reported per broker and QoS: accepted msgs/s; for QoS 1 the PUBACK latency p50/p99 and the
+ratio to Mosquitto; Millstream's CPU seconds per 100k messages (utime+stime of its process). Then
+end to end: a paced QoS 1 publisher at `--e2e-rate` msgs/s for `--e2e-seconds`, each payload
+stamped with its send time, read back by a confluent-kafka consumer from the mapped topic; p50/p99
+of publish -> consumer delivery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import selectors
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.harness import ApplianceProcess, free_port  # noqa: E402
+
+PAYLOAD = 200
+MAPPING = """
+[[mqtt_map]]
+filter = "bench/{worker}/#"
+kafka_topic = "bench.{worker}"
+key = "{#}"
+
+[[mqtt_map]]
+filter = "e2e/#"
+kafka_topic = "bench.e2e"
+key = "{#}"
+"""
+
+
+def _rl(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _str(s: bytes) -> bytes:
+    return struct.pack(">H", len(s)) + s
+
+
+def connect_packet(client_id: str) -> bytes:
+    body = _str(b"MQTT") + bytes([4, 0x02]) + struct.pack(">H", 60) + _str(client_id.encode())
+    return b"\x10" + _rl(len(body)) + body
+
+
+def publish_packet(topic: bytes, payload: bytes, qos: int, pid: int = 0) -> bytes:
+    body = _str(topic) + (struct.pack(">H", pid) if qos else b"") + payload
+    return bytes([0x30 | (qos << 1)]) + _rl(len(body)) + body
+
+
+def open_conn(port: int, client_id: str) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(connect_packet(client_id))
+    ack = b""
+    while len(ack) < 4:
+        chunk = s.recv(4 - len(ack))
+        if not chunk:
+            raise ConnectionError("closed before CONNACK")
+        ack += chunk
+    if ack[0] != 0x20 or ack[3] != 0:
+        raise ConnectionError(f"CONNACK refused: {ack!r}")
+    return s
+
+
+def worker(port: int, wid: int, conns: int, per_conn: int, qos: int, window: int, start_at: float,
+           deadline: float, out: mp.Queue) -> None:
+    socks = [open_conn(port, f"bench-{qos}-{wid}-{c}-{os.getpid()}") for c in range(conns)]
+    payload = os.urandom(PAYLOAD)
+    topics = [f"bench/w{wid}/m{c}".encode() for c in range(conns)]
+    while time.time() < start_at:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    latencies: list[float] = []
+    done = 0
+    if qos == 0:
+        chunk = 256
+        packets = [publish_packet(t, payload, 0) * chunk for t in topics]
+        sent = [0] * conns
+        while min(sent) < per_conn and time.perf_counter() < deadline:
+            for i, s in enumerate(socks):
+                if sent[i] < per_conn:
+                    n = min(chunk, per_conn - sent[i])
+                    s.sendall(packets[i] if n == chunk else packets[i][: n * (len(packets[i]) // chunk)])
+                    sent[i] += n
+        for s in socks:
+            s.sendall(b"\xc0\x00")  # PINGREQ: its PINGRESP comes after every PUBLISH before it
+        for s in socks:
+            s.settimeout(max(1.0, deadline - time.perf_counter()))
+            buf = b""
+            while not buf.endswith(b"\xd0\x00"):
+                data = s.recv(65536)
+                if not data:
+                    break
+                buf += data
+        done = sum(sent)
+    else:
+        head = [bytes([0x32]) + _rl(2 + len(t) + 2 + PAYLOAD) + _str(t) for t in topics]
+        sel = selectors.DefaultSelector()
+        state = []
+
+        def fill(s: socket.socket, st: dict) -> None:
+            # Top the window up right away (a blocking write of at most `window` packets): no
+            # busy polling for writability, so the generator stays cheap.
+            room = min(window - (st["sent"] - st["acked"]), per_conn - st["sent"])
+            if room <= 0:
+                return
+            now = time.perf_counter()
+            parts = []
+            for _ in range(room):
+                pid = st["sent"] % 65535 + 1
+                st["times"][pid] = now
+                parts.append(head[st["i"]] + struct.pack(">H", pid) + payload)
+                st["sent"] += 1
+            s.setblocking(True)
+            s.sendall(b"".join(parts))
+            s.setblocking(False)
+
+        for i, s in enumerate(socks):
+            st = {"i": i, "sent": 0, "acked": 0, "times": [0.0] * 65536, "buf": b""}
+            state.append(st)
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, st)
+            fill(s, st)
+        while sum(st["acked"] for st in state) < per_conn * conns and time.perf_counter() < deadline:
+            for key, _ in sel.select(timeout=0.5):
+                st = key.data
+                s = key.fileobj
+                try:
+                    data = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise ConnectionError("broker closed the connection")
+                buf = st["buf"] + data
+                now = time.perf_counter()
+                n = len(buf) // 4
+                for k in range(n):
+                    pid = (buf[4 * k + 2] << 8) | buf[4 * k + 3]
+                    latencies.append(now - st["times"][pid])
+                st["acked"] += n
+                st["buf"] = buf[4 * n:]
+                if st["sent"] - st["acked"] <= window // 2:  # refill in halves: fewer, larger writes
+                    fill(s, st)
+        done = sum(st["acked"] for st in state)
+    elapsed = time.perf_counter() - t0
+    for s in socks:
+        s.close()
+    out.put((done, elapsed, latencies[::max(1, len(latencies) // 20000)]))
+
+
+def run_load(port: int, qos: int, args) -> dict:
+    per_conn = args.messages // (args.procs * args.conns)
+    q: mp.Queue = mp.Queue()
+    start_at = time.time() + 1.0
+    deadline = time.perf_counter() + 1.0 + args.timeout
+    procs = [mp.Process(target=worker, args=(port, w, args.conns, per_conn, qos, args.window, start_at, deadline, q))
+             for w in range(args.procs)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=args.timeout + 30) for _ in procs]
+    for p in procs:
+        p.join(10)
+    total = sum(r[0] for r in results)
+    wall = max(r[1] for r in results)
+    lats = sorted(x for r in results for x in r[2])
+    res = {"messages": total, "seconds": wall, "rate": total / wall if wall else 0.0}
+    if lats:
+        res["p50_ms"] = lats[len(lats) // 2] * 1000
+        res["p99_ms"] = lats[int(len(lats) * 0.99)] * 1000
+    return res
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _e2e_consumer(bootstrap: str, total: int, seconds: float, ready, out: mp.Queue) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e", "fetch.wait.max.ms": 100,
+                  "fetch.min.bytes": 1, "enable.auto.commit": False})
+    c.assign([TopicPartition("bench.e2e", 0, 1)])
+    c.poll(0.5)
+    ready.set()
+    lat: list[float] = []
+    deadline = time.time() + seconds + 20
+    while len(lat) < total and time.time() < deadline:
+        m = c.poll(0.05)
+        if m is None or m.error():
+            continue
+        lat.append(time.time() - struct.unpack(">d", m.value()[:8])[0])
+    c.close()
+    out.put(lat)
+
+
+def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
+    """Paced QoS 1 publishes stamped with their send time; a confluent-kafka consumer in another
+    process reads the mapped topic and measures publish -> delivery."""
+    sock = open_conn(app.mqtt_port, "e2e-pub")
+    sock.sendall(publish_packet(b"e2e/warmup", b"0" * 8, 1, 1))  # creates the topic
+    sock.recv(4)
+    total = int(rate * seconds)
+    ready = mp.Event()
+    q: mp.Queue = mp.Queue()
+    consumer = mp.Process(target=_e2e_consumer, args=(app.bootstrap, total, seconds, ready, q))
+    consumer.start()
+    ready.wait(20)
+    time.sleep(0.5)
+    acks = threading.Thread(target=lambda: _drain(sock, total, seconds + 15))
+    acks.start()
+    filler = b"x" * (PAYLOAD - 8)
+    t0 = time.perf_counter()
+    for i in range(total):
+        target = t0 + i / rate
+        while (d := target - time.perf_counter()) > 0:
+            time.sleep(min(d, 0.0005))
+        sock.sendall(publish_packet(b"e2e/m", struct.pack(">d", time.time()) + filler, 1, i % 65535 + 1))
+    acks.join(seconds + 20)
+    lat = sorted(q.get(timeout=seconds + 40))
+    consumer.join(10)
+    sock.close()
+    if not lat:
+        return {"received": 0}
+    return {"received": len(lat), "sent": total, "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "max_ms": lat[-1] * 1000}
+
+
+def _drain(sock: socket.socket, expected: int, timeout: float) -> None:
+    sock.settimeout(timeout)
+    got = 0
+    while got < expected * 4:
+        data = sock.recv(65536)
+        if not data:
+            return
+        got += len(data)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=200_000, help="per broker and QoS")
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--conns", type=int, default=4, help="connections per process")
+    ap.add_argument("--window", type=int, default=128, help="QoS 1 messages in flight per connection")
+    ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--e2e-rate", type=int, default=5000)
+    ap.add_argument("--e2e-seconds", type=float, default=10)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="millstream-mqtt-bench-"))
+    (work / "site.toml").write_text(MAPPING)
+    mport = free_port()
+    (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                                         "max_inflight_messages 0\nmax_queued_messages 0\n")
+    mosq = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    app = ApplianceProcess(work / "data", config=work / "site.toml").start()
+    try:
+        time.sleep(0.5)
+        rows = []
+        for qos in (0, 1):
+            cpu0 = cpu_seconds(app.proc.pid)
+            ms = run_load(app.mqtt_port, qos, args)
+            cpu = cpu_seconds(app.proc.pid) - cpu0
+            mo = run_load(mport, qos, args)
+            rows.append((qos, ms, mo, cpu))
+        print(f"MQTT ingest, {args.procs} procs x {args.conns} conns, {PAYLOAD}-byte payloads, "
+              f"QoS 1 window {args.window}/conn, {os.cpu_count()} CPUs")
+        for qos, ms, mo, cpu in rows:
+            line = (f"QoS {qos}: millstream {ms['rate']:,.0f} msg/s ({ms['messages']} msgs), "
+                    f"mosquitto {mo['rate']:,.0f} msg/s, ratio {ms['rate'] / mo['rate']:.2f}; "
+                    f"millstream CPU {cpu / max(ms['messages'], 1) * 100_000:.2f} s/100k")
+            if qos == 1:
+                line += (f"; PUBACK p50/p99 millstream {ms['p50_ms']:.1f}/{ms['p99_ms']:.1f} ms, "
+                         f"mosquitto {mo['p50_ms']:.1f}/{mo['p99_ms']:.1f} ms")
+            print(line)
+        e2e = end_to_end(app, args.e2e_rate, args.e2e_seconds)
+        print(f"end to end MQTT QoS 1 -> Kafka consumer at {args.e2e_rate} msg/s for {args.e2e_seconds:.0f}s: "
+              + (f"{e2e['received']}/{e2e['sent']} received, p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms, "
+                 f"max {e2e['max_ms']:.1f} ms" if e2e.get("received") else "nothing received"))
+    finally:
+        app.kill()
+        mosq.kill()
+        mosq.wait(5)
+
+
+if __name__ == "__main__":
+    main()
