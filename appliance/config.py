@@ -442,6 +442,8 @@ def parse_template(value: Any) -> str:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """MQTT -> Kafka ingestion: what happens to messages no `[[mqtt_map]]` rule matches, back-pressure."""
+
     unmapped: str = setting("default", parse_choice("default", "reject"),
                             "MQTT topics no [[mqtt_map]] rule matches: to default_topic, or refused (0x90)")
     default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
@@ -482,12 +484,12 @@ class AssetRule:
 
     match: str = required(parse_mqtt_filter, "MQTT topic filter (named levels allowed)")
     path: str = setting("", parse_template, "enterprise/site/area/line/cell/asset in one template (prefix allowed)")
-    enterprise: str = setting("", parse_template)
-    site: str = setting("", parse_template)
-    area: str = setting("", parse_template)
-    line: str = setting("", parse_template)
-    cell: str = setting("", parse_template)
-    asset: str = setting("", parse_template)
+    enterprise: str = setting("", parse_template, "ISA-95 enterprise (a template); set, it wins over the same level of path")
+    site: str = setting("", parse_template, "ISA-95 site (a template); set, it wins over the same level of path")
+    area: str = setting("", parse_template, "ISA-95 area (a template); set, it wins over the same level of path")
+    line: str = setting("", parse_template, "ISA-95 line (a template); set, it wins over the same level of path")
+    cell: str = setting("", parse_template, "ISA-95 cell (a template); set, it wins over the same level of path")
+    asset: str = setting("", parse_template, "ISA-95 asset (a template); set, it wins over the same level of path")
 
     def __post_init__(self) -> None:
         _check_template_names(self.match, **{n: getattr(self, n) for n in ("path", *ISA95_LEVELS)})
@@ -506,6 +508,8 @@ class MqttOutRule:
 
 @dataclass(frozen=True)
 class SparkplugSettings:
+    """Sparkplug B (`spBv1.0/#`): decoded into one Kafka record per metric, raw payloads kept aside."""
+
     enabled: bool = setting(True, parse_bool, "decode spBv1.0/# as Sparkplug B (else it is mapped like any topic)")
     kafka_topic: str = setting("sparkplug.metrics", parse_template,
                                "normalised metric records; template over {group}, {edge_node}, {device}")
@@ -515,15 +519,18 @@ class SparkplugSettings:
 
 @dataclass(frozen=True)
 class BridgeSettings:
+    """Bridge mode: subscribe to an upstream MQTT broker and ingest what it sends like local publishes."""
+
     upstream: HostPort | None = setting(None, lambda v: None if v in (None, "") else parse_host_port(v),
                                         "upstream MQTT broker HOST:PORT (empty: bridge off)")
     client_id: str = setting("millstream-bridge", parse_str, "client id (the persistent session's name upstream)")
     filters: tuple[str, ...] = setting((), parse_str_list, "topic filters subscribed upstream")
     qos: int = setting(1, parse_int(0, 2), "subscription QoS (1: acknowledged upstream only once durable here)")
     session_expiry: int = setting(86400, parse_int(0, 0xFFFFFFFF), "seconds the upstream keeps our session")
-    keep_alive: int = setting(30, parse_int(0, 65535), "seconds")
-    username: str | None = setting(None, parse_optional_str)
-    password: str | None = setting(None, parse_optional_str)
+    keep_alive: int = setting(30, parse_int(0, 65535), "keep-alive asked of the upstream broker, seconds")
+    username: str | None = setting(None, parse_optional_str, "user name sent to the upstream broker (unset: none)")
+    password: str | None = setting(None, parse_optional_str,
+                                   "password sent to the upstream broker (unset: none); keep the file 0600")
     local_prefix: str = setting("", parse_str, "prefix put before bridged topics locally (e.g. \"upstream/\")")
     backoff_min: float = setting(0.5, parse_duration, "first reconnect delay")
     backoff_max: float = setting(30.0, parse_duration, "reconnect delay cap (doubling, with jitter)")
