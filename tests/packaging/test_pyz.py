@@ -276,30 +276,41 @@ class _MqttSub:
         assert self.proc.wait(timeout=30) == 0, self.proc.stderr.read() if self.proc.stderr else ""
 
 
+MAPPING = """\
+[[mqtt_map]]
+filter = "uns/acme/{site}/{line}/{machine}/#"
+kafka_topic = "{site}.{line}.telemetry"
+key = "{machine}/{#}"
+"""
+
+
 @pytest.mark.skipif(any(shutil.which(t) is None for t in ROUND_TRIP_TOOLS),
                     reason="kcat or mosquitto clients not installed (make system-deps)")
 @pytest.mark.parametrize("interp", INTERPRETERS, ids=[i.version for i in INTERPRETERS])
 def test_pyz_round_trip_kcat_and_mosquitto(pyz, interp, warm_cache, tmp_path):
     """What issue 8 asks of the built pyz, under each Python: kcat produces and mosquitto_pub
-    publishes, both read back (kcat; mosquitto_sub from the appliance's own MQTT broker, live and
-    retained); SIGTERM drains with exit 0; after a restart over the same data dir both are still there.
-
-    MQTT -> Kafka mapping is not on main yet, so the MQTT side is read back over MQTT.
+    publishes into one Kafka topic (through an [[mqtt_map]] rule), kcat reads both back, and
+    mosquitto_sub gets the MQTT messages from the appliance's own broker (live and retained);
+    SIGTERM drains with exit 0; after a restart over the same data dir all of it is still there.
     """
+    site = tmp_path / "site.toml"
+    site.write_text(MAPPING)
     data_dir = tmp_path / "data"
-    with started_pyz(interp.path, pyz, tmp_path, cache=warm_cache, data_dir=data_dir) as app:
-        _kcat_produce(app, "pyz.line1.telemetry", "press-7:71.5\npress-8:69.0\n")
+    expected = ["press-7=71.5@0", "press-8=69.0@1", "press-7/state=running@2", "press-7/temp=71.5@3"]
+    with started_pyz(interp.path, pyz, tmp_path, "--config", str(site), cache=warm_cache, data_dir=data_dir) as app:
+        _kcat_produce(app, "plant1.line1.telemetry", "press-7:71.5\npress-8:69.0\n")
         _mqtt_pub(app, "uns/acme/plant1/line1/press-7/state", "running", "-r")
         sub = _MqttSub(app, "uns/acme/plant1/#", 2)
         assert sub.line() == "uns/acme/plant1/line1/press-7/state running"  # retained: now it is subscribed
         _mqtt_pub(app, "uns/acme/plant1/line1/press-7/temp", "71.5")
         assert sub.line() == "uns/acme/plant1/line1/press-7/temp 71.5"  # live
         sub.finish()
-        assert _kcat_consume(app, "pyz.line1.telemetry") == ["press-7=71.5@0", "press-8=69.0@1"]
+        # QoS 1 PUBACK is sent once the record is in the WAL, so kcat sees it straight away
+        assert _kcat_consume(app, "plant1.line1.telemetry") == expected
         app.process.terminate()
         assert app.process.wait(timeout=30) == 0
-    with started_pyz(interp.path, pyz, tmp_path, cache=warm_cache, data_dir=data_dir) as app:
-        assert _kcat_consume(app, "pyz.line1.telemetry") == ["press-7=71.5@0", "press-8=69.0@1"]
+    with started_pyz(interp.path, pyz, tmp_path, "--config", str(site), cache=warm_cache, data_dir=data_dir) as app:
+        assert _kcat_consume(app, "plant1.line1.telemetry") == expected
         sub = _MqttSub(app, "uns/acme/plant1/#", 1)
         assert sub.line() == "uns/acme/plant1/line1/press-7/state running"
         sub.finish()
