@@ -27,6 +27,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-file", metavar="FILE", help="write logs to a rotating file instead of stderr")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync (throwaway test data only)")
+    p.add_argument("--object-store", metavar="URL",
+                   help="file:///dir or s3://bucket/prefix?endpoint=http://host:port (default <data-dir>/objects)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -46,6 +48,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     put("mqtt", "listen", args.mqtt_listen)
     put("log", "level", args.log_level)
     put("log", "file", args.log_file)
+    put("storage", "object_store", args.object_store)
     if args.no_fsync:
         put("storage", "fsync", False)
     return o

@@ -264,6 +264,21 @@ class StorageSettings:
     log_cache_size: int = setting(256 << 20, parse_size, "memory for tail reads")
     group_commit_bytes: int = setting(4 << 20, parse_size, "most bytes one group commit (one write + one fsync) takes")
     meta_compact_bytes: int = setting(4 << 20, parse_size, "metadata journal size that triggers a snapshot")
+    # object-storage tier
+    object_store: str | None = setting(None, parse_optional_str,
+                                       "file:///dir or s3://bucket/prefix?endpoint=http://host:port (default <data-dir>/objects)")
+    s3_access_key: str | None = setting(None, parse_optional_str, "S3 access key (MILLSTREAM_S3_ACCESS_KEY wins)")
+    s3_secret_key: str | None = setting(None, parse_optional_str, "S3 secret key (MILLSTREAM_S3_SECRET_KEY wins)")
+    upload_bytes: int = setting(32 << 20, parse_size, "un-uploaded WAL data that triggers an upload")
+    upload_interval: float = setting(30.0, parse_duration, "upload whatever is pending at least this often")
+    upload_concurrency: int = setting(4, parse_int(1, 64), "objects uploaded at once")
+    stream_object_bytes: int = setting(16 << 20, parse_size, "a stream with this much pending data gets its own object")
+    block_cache_size: int = setting(64 << 20, parse_size, "memory for blocks read back from object storage")
+    compact_small_bytes: int = setting(8 << 20, parse_size, "objects smaller than this are merged by compaction")
+    compact_min_objects: int = setting(16, parse_int(2, 1_000_000), "small objects that trigger a compaction")
+    compact_target_bytes: int = setting(64 << 20, parse_size, "largest object compaction writes (also its memory)")
+    maintenance_interval: float = setting(30.0, parse_duration, "retention, compaction and fencing checks this often")
+    shutdown_upload_timeout: float = setting(30.0, parse_duration, "how long shutdown tries to upload the WAL tail")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Appliance:
         from appliance.inventory.checks import check_settings
         from appliance.inventory.report import log_findings
         from appliance.kafka.broker import Broker
-        from appliance.storage.local import open_local_storage
+        from appliance.storage.tiered import open_storage
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
@@ -62,11 +62,13 @@ class Appliance:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = open_local_storage(data_dir, s.storage)  # replays the WAL before anything listens
+        # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
+        self.storage = await open_storage(data_dir, s.storage)
         try:
             async with trio.open_nursery() as services:
                 await services.start(self.storage.run)
                 self.broker = Broker(s, self.storage)
+                self.storage.set_retention_source(lambda: _retention_policies(self.broker, self.uplink))
                 await self.broker.load()
                 await services.start(self.broker.groups.run)
                 self.kafka = KafkaServer(self.broker, s.kafka.listen)
@@ -157,6 +159,20 @@ class Appliance:
             pass
 
 
+def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
+    """Per-stream retention from the topics' configs (storage never imports the broker), held back
+    below what the uplink has not forwarded yet unless `[uplink] hold_unforwarded = false`."""
+    from appliance.storage.tier import RetentionPolicy
+
+    floors = uplink.retention_floors() if uplink is not None else {}
+    out = {}
+    for topic in broker.topics.all():
+        ms, size = int(topic.config("retention.ms")), int(topic.config("retention.bytes"))
+        for sid in topic.streams:
+            out[sid] = RetentionPolicy(ms, size, floors.get(sid))
+    return out
+
+
 async def _serve(settings: Settings) -> None:
     app = Appliance(settings)
     async with trio.open_nursery() as nursery:
@@ -189,6 +205,11 @@ def _startup_error(exc: BaseException) -> StartupError | None:
 
 
 def run_appliance(settings: Settings) -> int:
+    if settings.storage.object_store:  # a bad URL or missing credentials is a config error, said at once
+        from appliance.storage.objects import check_object_store_url
+
+        st = settings.storage
+        check_object_store_url(st.object_store, access_key=st.s3_access_key, secret_key=st.s3_secret_key)
     try:
         trio.run(_serve, settings)
     except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line

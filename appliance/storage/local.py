@@ -1,5 +1,8 @@
 """Local storage: the WAL-backed LogStore plus the journal-backed MetaStore under one data dir.
 
+WAL-only (no object-storage tier): used by WAL tests and benchmarks. The appliance runs
+`appliance.storage.tiered.open_storage`, which adds the object tier on top of the same parts.
+
     storage = open_local_storage(data_dir, settings.storage)   # blocking: crash recovery
     async with trio.open_nursery() as nursery:
         await nursery.start(storage.run)                         # group-commit flusher

@@ -125,6 +125,7 @@ class LocalMetaStore:
         self.fsyncs = 0
         self.compactions = 0
         self.last_error: str | None = None
+        self.version = 0  # bumped by every applied write (the object tier snapshots on change)
 
     @classmethod
     def open(cls, meta_dir: Path, *, fsync: bool = True, compact_bytes: int = DEFAULT_COMPACT_BYTES) -> LocalMetaStore:
@@ -174,7 +175,39 @@ class LocalMetaStore:
             fsync_dir(self._dir)
         log.info("meta_recovered", namespaces=len(self._data), journal=path.name, frames=applied)
 
+    @staticmethod
+    def is_blank(meta_dir: Path) -> bool:
+        """True when the directory holds no metadata at all (a fresh or wiped data dir)."""
+        if not meta_dir.exists():
+            return True
+        for name in os.listdir(meta_dir):
+            if name == "snapshot" or (_JOURNAL.match(name) and (meta_dir / name).stat().st_size > 0):
+                return False
+        return True
+
+    @staticmethod
+    def write_seed(meta_dir: Path, data: Mapping[str, Mapping[str, Any]], *, fsync: bool = True) -> None:
+        """Start a blank directory from `data` (cloud recovery from the object store's manifest)."""
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        frame = encode_frame(FRAME_SNAPSHOT, _pack({"v": SNAPSHOT_VERSION, "journal": 0, "data": dict(data)}))
+        tmp = meta_dir / "snapshot.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            pwrite_all(fd, frame, 0)
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, meta_dir / "snapshot")
+        if fsync:
+            fsync_dir(meta_dir)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """A copy of every namespace (for the object-storage manifest)."""
+        return _unpack(_pack(self._data))
+
     def _apply(self, ns: str, entries: Mapping[str, Any]) -> None:
+        self.version += 1
         space = self._data.setdefault(ns, {})
         for key, value in entries.items():
             if value is None:

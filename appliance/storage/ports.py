@@ -15,7 +15,7 @@ Timestamps are milliseconds since the epoch. Errors come from `appliance.errors`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -146,6 +146,14 @@ class StorageStatus:
     durable_appends: int
     fsyncs: int
     last_error: str | None
+    # object-storage tier (defaults: no tier)
+    object_store: str | None = None  # URL without credentials
+    objects: int = 0  # data objects in the manifest
+    object_bytes: int = 0
+    uploads: int = 0  # committed upload rounds
+    upload_lag_s: float = 0.0  # age of the oldest data not yet in object storage
+    requests: Mapping[str, int] = field(default_factory=dict)  # object-store requests by type
+    fenced: bool = False  # another node took over the bucket/prefix; this one no longer writes
 
 
 class Storage(Protocol):

@@ -130,6 +130,17 @@ class ProducerStateTable:
             else:
                 entry.epoch = entry.batches[-1][0]
 
+    def absorb(self, newer: ProducerStateTable, from_offset: int) -> None:
+        """Add `newer`'s remembered batches at or above `from_offset` (restored snapshot +
+        batches replayed from the WAL above the snapshot's end)."""
+        for pid, entry in newer.producers.items():
+            for epoch, first_seq, _last_seq, base, last in entry.batches:
+                if base >= from_offset:
+                    self.record(pid, epoch, first_seq, last - base, base, -1)
+            mine = self.producers.get(pid)
+            if mine is not None and entry.last_timestamp > mine.last_timestamp:
+                mine.last_timestamp = entry.last_timestamp
+
     def evict_before(self, log_start: int) -> None:
         """Drop producers whose last batch is below the log start, as Kafka does."""
         for pid in [p for p, e in self.producers.items() if e.last_offset < log_start]:

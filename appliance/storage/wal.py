@@ -38,6 +38,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ class _Stream:
 
     __slots__ = (
         "id", "name", "lat", "log_start", "log_end", "hw", "bases", "lasts", "cum_ts", "segs",
-        "poss", "sizes", "cache", "producers", "size_bytes", "rollbacks", "deleting", "deleted",
+        "poss", "sizes", "cache", "producers", "size_bytes", "rollbacks", "deleting", "deleted", "uploaded",
     )
 
     def __init__(self, sid: int, name: str, lat: bool, log_start: int = 0, log_end: int = 0) -> None:
@@ -102,6 +103,7 @@ class _Stream:
         self.rollbacks = 0
         self.deleting = False
         self.deleted = False
+        self.uploaded = 0  # offsets below this are in object storage (committed to the manifest)
 
     def add_index(self, base: int, last: int, max_ts: int, seg: int, pos: int, size: int) -> None:
         self.bases.append(base)
@@ -123,6 +125,15 @@ class _Stream:
             for arr in (self.bases, self.lasts, self.cum_ts, self.segs, self.poss, self.sizes):
                 del arr[:k]
 
+    def drop_index_through(self, k: int) -> None:
+        """Forget the first k index entries (their segments were deleted after upload)."""
+        if k:
+            self.size_bytes -= sum(self.sizes[:k])
+            for base in self.bases[:k]:
+                self.cache.pop(base, None)
+            for arr in (self.bases, self.lasts, self.cum_ts, self.segs, self.poss, self.sizes):
+                del arr[:k]
+
     def drop_index_from(self, offset: int) -> None:
         """Forget batches starting at or after `offset` (replay cut back by a checkpoint)."""
         k = bisect_left(self.bases, offset)
@@ -132,6 +143,22 @@ class _Stream:
                 self.cache.pop(base, None)
             for arr in (self.bases, self.lasts, self.cum_ts, self.segs, self.poss, self.sizes):
                 del arr[k:]
+
+
+@dataclass(frozen=True)
+class WalSeed:
+    """What object storage's manifest knows, merged into the WAL at recovery.
+
+    `streams`: (id, name, log_append_time, log_start, uploaded end). With an empty WAL (a fresh
+    or wiped data dir) they become the catalogue; otherwise the WAL's catalogue wins (a stream
+    it does not know was deleted) and the manifest only raises log starts and marks what is
+    uploaded. `producers`: producer-state snapshots as of each stream's uploaded end; batches
+    the WAL replayed above that end are added on top.
+    """
+
+    next_stream_id: int = 1
+    streams: tuple[tuple[int, str, bool, int, int], ...] = ()
+    producers: Mapping[int, Any] = field(default_factory=dict)
 
 
 class _Segment:
@@ -199,7 +226,7 @@ class _PendingDuplicate:
 class WalLogStore:
     """LogStore over a local WAL. Create with `WalLogStore.open(...)` (blocking: recovery)."""
 
-    def __init__(self, wal_dir: Path, settings: StorageSettings) -> None:
+    def __init__(self, wal_dir: Path, settings: StorageSettings, seed: WalSeed | None = None) -> None:
         self._dir = wal_dir
         self._settings = settings
         self._fsync = settings.fsync
@@ -232,6 +259,8 @@ class WalLogStore:
         self._closed = False
         self._flusher_running = False
         self._warming = False
+        self._seed = seed
+        self._refusal: StorageError | None = None  # set when this node may no longer write (fenced)
         # counters for status()
         self.fsyncs = 0
         self.flushes = 0
@@ -243,9 +272,9 @@ class WalLogStore:
     # --- opening and recovery ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, wal_dir: Path, settings: StorageSettings) -> WalLogStore:
+    def open(cls, wal_dir: Path, settings: StorageSettings, seed: WalSeed | None = None) -> WalLogStore:
         wal_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(wal_dir, settings)
+        store = cls(wal_dir, settings, seed)
         store._recover()
         return store
 
@@ -283,6 +312,8 @@ class WalLogStore:
             self._segments[number] = seg
             self._wal_bytes += seg.size
         self._warming = False
+        if self._seed is not None:
+            self._apply_seed(self._seed, fresh=not self._segments)
         for s in streams.values():
             s.drop_index_before(s.log_start)
             s.hw = s.log_end
@@ -297,6 +328,26 @@ class WalLogStore:
         fd, seg = self._open_segment_sync(checkpoint)
         self._install_segment(fd, seg)
         self._collect()
+
+    def _apply_seed(self, seed: WalSeed, *, fresh: bool) -> None:
+        streams = self._streams
+        self._next_stream_id = max(self._next_stream_id, seed.next_stream_id)
+        for sid, name, lat, log_start, end in seed.streams:
+            s = streams.get(sid)
+            if s is None:
+                if not fresh:
+                    continue  # deleted here after that manifest was written
+                s = streams[sid] = _Stream(sid, name, lat, log_start, end)
+            s.log_start = max(s.log_start, log_start)
+            if s.log_end < end:
+                s.log_end = end
+            s.uploaded = end
+            snap = seed.producers.get(sid)
+            if snap is not None:
+                table = ProducerStateTable.restore(snap)
+                table.absorb(s.producers, end)
+                s.producers = table
+        log.info("wal_seeded", streams=len(seed.streams), fresh=fresh, next_stream_id=self._next_stream_id)
 
     def _replay(self, rec: fmt.WalRecord, seg: _Segment) -> None:
         streams = self._streams
@@ -403,12 +454,15 @@ class WalLogStore:
         streams = self._streams
         for sid, last in seg.streams.items():
             s = streams.get(sid)
-            if s is not None and s.log_start <= last:
+            if s is not None and max(s.log_start, s.uploaded) <= last:
                 return False
         return True
 
     def _collect(self) -> None:
-        """Delete segments holding only dead data; ask for a roll if the active one is dead."""
+        """Delete segments holding only dead or uploaded data; ask for a roll if the active one
+        is dead. Index entries pointing into deleted segments go too (those offsets are read
+        from object storage)."""
+        deleted = False
         for seg in list(self._segments.values()):
             if seg is self._active:
                 if seg.streams and self._segment_dead(seg):
@@ -426,6 +480,15 @@ class WalLogStore:
                 except OSError as e:
                     log.warning("wal_segment_delete_failed", segment=seg.path.name, error=e)
                 log.info("wal_segment_deleted", segment=seg.path.name, bytes=seg.size)
+                deleted = True
+        if deleted:
+            segments = self._segments
+            for s in self._streams.values():
+                segs = s.segs
+                k = len(segs)
+                while k and segs[k - 1] in segments:
+                    k -= 1
+                s.drop_index_through(k)
         self._close_deferred()
 
     def _close_deferred(self) -> None:
@@ -443,6 +506,8 @@ class WalLogStore:
         return s
 
     def _stage(self, item: tuple[int, int, int, int, bytes, Any, int]) -> _Group:
+        if self._refusal is not None:
+            raise type(self._refusal)(str(self._refusal))
         if self._closing:
             raise StorageError("storage is closed")
         groups = self._groups
@@ -461,6 +526,8 @@ class WalLogStore:
         if s is None or s.deleting:
             raise StreamNotFoundError(f"stream {stream_id} does not exist")
         size = len(batch)
+        if self._refusal is not None:
+            raise type(self._refusal)(str(self._refusal))
         if self._wal_bytes + self._queued_bytes + size + fmt.HEADER_SIZE > self._budget:
             raise StorageFullError(
                 f"WAL budget of {self._budget} bytes is spent ({self._wal_bytes} on disk, {self._queued_bytes} queued)"
@@ -862,6 +929,63 @@ class WalLogStore:
             except OSError:
                 pass
 
+    # --- the object-storage tier's hooks -------------------------------------------------------
+
+    def mark_uploaded(self, ends: Mapping[int, int]) -> None:
+        """Offsets below `ends[stream]` are committed to object storage: their segments may go."""
+        streams = self._streams
+        for sid, end in ends.items():
+            s = streams.get(sid)
+            if s is not None and end > s.uploaded:
+                s.uploaded = end
+        self._collect()
+
+    def catalogue(self) -> list[tuple[int, str, bool, int, int]]:
+        """(id, name, log_append_time, log_start, high watermark) of every stream, including
+        one whose deletion is not durable yet."""
+        return [(s.id, s.name, s.lat, s.log_start, s.hw) for s in self._streams.values()]
+
+    def uploaded(self, stream_id: int) -> int:
+        return self._stream(stream_id).uploaded
+
+    def first_indexed(self, stream_id: int) -> int:
+        """The lowest offset the WAL itself can serve (the high watermark when it holds none)."""
+        s = self._stream(stream_id)
+        return s.bases[0] if s.bases else s.hw
+
+    def unuploaded_bytes(self) -> int:
+        total = 0
+        for s in self._streams.values():
+            k = bisect_left(s.lasts, s.uploaded)
+            total += sum(s.sizes[k:])
+        return total
+
+    def producer_snapshot(self, stream_id: int, end: int) -> dict[int, list[Any]]:
+        """The stream's idempotent-producer state as of offset `end` (batches below it)."""
+        s = self._streams.get(stream_id)
+        if s is None:
+            return {}
+        table = ProducerStateTable.restore(s.producers.snapshot())
+        table.truncate(end)
+        return table.snapshot()
+
+    @property
+    def next_stream_id(self) -> int:
+        return self._next_stream_id
+
+    def refuse(self, error: StorageError) -> None:
+        """From now on every append and catalogue change fails with `error` (fenced node)."""
+        self._refusal = error
+
+    async def drain(self) -> None:
+        """Stop taking appends and make everything queued durable; reads keep working."""
+        self._closing = True
+        if self._flush_lock is None:
+            self._flush_lock = trio.Lock()
+        async with self._flush_lock:
+            while self._groups and not self._closed:
+                await self._flush_once()
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -922,4 +1046,4 @@ class WalLogStore:
         }
 
 
-__all__ = ["WalLogStore"]
+__all__ = ["WalLogStore", "WalSeed"]
