@@ -11,6 +11,7 @@ or strings such as "250ms", "30s", "7d".
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -390,6 +391,65 @@ class MqttSettings:
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
 
 
+_LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def parse_listener_name(value: Any) -> str:
+    text = parse_str(value)
+    if not _LISTENER_NAME.fullmatch(text):
+        raise ValueError(f"expected 1-64 characters of A-Z a-z 0-9 . _ - (a letter or digit first), got {value!r}")
+    return text
+
+
+def parse_zone_name(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return parse_listener_name(value)
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """One `[[listeners]]` entry. Declared listeners of a protocol replace its single
+    `[kafka]`/`[mqtt]`/`[admin]` `listen` address; a protocol without declared listeners keeps it.
+
+    Who a client is: on `mtls` the certificate's zone and id (the listener's `zone` is documentation);
+    on `plaintext` and `tls` the listener's `zone`, with no id (a client id is only a claim)."""
+
+    UNIQUE_KEY = "name"  # build_array_section refuses two listeners of one name
+
+    name: str = required(parse_listener_name, "listener name, as rules files name it in a conduit's `to`")
+    protocol: str = required(parse_choice("kafka", "mqtt", "admin"), "kafka, mqtt or admin")
+    bind: HostPort = required(parse_host_port, "HOST:PORT to listen on")
+    security: str = setting("plaintext", parse_choice("plaintext", "tls", "mtls"),
+                            "plaintext, tls (server certificate) or mtls (client certificates required)")
+    zone: str | None = setting(None, parse_zone_name, "zone of the clients arriving here (plaintext/tls)")
+    advertised_host: str | None = setting(None, parse_optional_str,
+                                          "Kafka: host name given to clients that came in on this listener")
+
+    def __post_init__(self) -> None:
+        if self.advertised_host is not None and self.protocol != "kafka":
+            raise ValueError("advertised_host applies to kafka listeners only")
+
+    @property
+    def tls(self) -> bool:
+        return self.security != "plaintext"
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    """Segmentation: the site CA (appliance/security/pki.py) and the zone/conduit rules (rules.py)."""
+
+    rules: Path | None = setting(None, lambda v: None if v in (None, "") else parse_path(v),
+                                 "rules file (TOML); without one authorization is off (a warning at start)")
+    pki_dir: Path | None = setting(None, lambda v: None if v in (None, "") else parse_path(v),
+                                   "site CA directory (default <data-dir>/pki)")
+    server_names: tuple[str, ...] = setting((), parse_str_list,
+                                            "DNS names / IPs for the auto-issued listener certificate "
+                                            "(localhost, 127.0.0.1 and the listeners' hosts are always in)")
+    expiry_warning: float = setting(30 * 86400.0, parse_duration, "warn about certificates expiring within this")
+    audit_size: int = setting(1000, parse_int(10, 1_000_000), "recent denials kept for the admin API")
+
+
 PLACEMENTS = ("machine", "plant_edge", "regional", "cloud", "lake")
 
 
@@ -560,6 +620,7 @@ SECTIONS: dict[str, type] = {
     "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
+    "security": SecuritySettings,
     "ingest": IngestSettings,
     "sparkplug": SparkplugSettings,
     "bridge": BridgeSettings,
@@ -569,6 +630,7 @@ SECTIONS: dict[str, type] = {
 # dataclass, and a problem is reported as `streams[2].placement` (0-based, in file order).
 ARRAY_SECTIONS: dict[str, type] = {
     "streams": StreamSettings,
+    "listeners": ListenerSettings,
     "mqtt_map": MqttMapRule,
     "assets": AssetRule,
     "mqtt_out": MqttOutRule,
@@ -585,7 +647,9 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     streams: tuple[StreamSettings, ...] = ()
+    listeners: tuple[ListenerSettings, ...] = ()
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sparkplug: SparkplugSettings = field(default_factory=SparkplugSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
@@ -594,13 +658,38 @@ class Settings:
     mqtt_out: tuple[MqttOutRule, ...] = ()
     source: str = "<defaults>"
 
+    def __post_init__(self) -> None:
+        for x in self.listeners:
+            if x.protocol == "admin" and x.security != "mtls" and not _loopback(x.bind.host):
+                raise ValueError(f"admin listener {x.name!r} on {x.bind} is off loopback: it needs security = \"mtls\"")
+
     @property
     def data_dir(self) -> Path:
         return self.node.data_dir
 
     @property
     def mqtt_enabled(self) -> bool:
-        return self.mqtt.enabled if self.mqtt.enabled is not None else self.node.role == "plant"
+        if self.mqtt.enabled is not None:
+            return self.mqtt.enabled
+        return self.node.role == "plant" or any(x.protocol == "mqtt" for x in self.listeners)
+
+    def listeners_of(self, protocol: str) -> tuple[ListenerSettings, ...]:
+        """The listeners of one protocol: those declared, else the single `[protocol] listen` one
+        (plaintext, named after the protocol, no zone) exactly as before listeners existed."""
+        declared = tuple(x for x in self.listeners if x.protocol == protocol)
+        if declared:
+            return declared
+        listen = {"kafka": self.kafka.listen, "mqtt": self.mqtt.listen, "admin": self.admin.listen}[protocol]
+        advertised = self.kafka.advertised_host if protocol == "kafka" else None
+        return (ListenerSettings(name=protocol, protocol=protocol, bind=listen, advertised_host=advertised),)
+
+    @property
+    def tls_listeners(self) -> tuple[ListenerSettings, ...]:
+        return tuple(x for x in self.listeners if x.tls)
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.security.pki_dir or self.data_dir / "pki"
 
 
 def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
@@ -635,22 +724,35 @@ def load_settings(path: str | Path | None = None, overrides: Mapping[str, Mappin
             built[name] = build_section(cls, {**table, **overrides[name]}, where, name)
         else:
             built[name] = build_section(cls, table, source, name)
-    return Settings(source=source, **built, **arrays)
+    try:
+        return Settings(source=source, **built, **arrays)
+    except ValueError as e:  # cross-section checks in Settings.__post_init__
+        raise ConfigError(source, "listeners", str(e)) from None
 
 
 def build_array_section(cls: type, entries: Any, source: str, name: str) -> tuple[Any, ...]:
-    """Build each table of a `[[name]]` array; a duplicate `topic` is refused."""
+    """Build each table of a `[[name]]` array; a duplicate `topic` (or the class's UNIQUE_KEY) is refused."""
     if not isinstance(entries, list):
         raise ConfigError(source, name, f"expected an array of tables ([[{name}]]), got {type(entries).__name__}")
     built = tuple(build_section(cls, entry, source, f"{name}[{i}]") for i, entry in enumerate(entries))
     seen: dict[str, int] = {}
+    unique = getattr(cls, "UNIQUE_KEY", "topic")
     for i, item in enumerate(built):
-        topic = getattr(item, "topic", None)
+        topic = getattr(item, unique, None)
         if topic is not None:
             if topic in seen:
-                raise ConfigError(source, f"{name}[{i}].topic", f"{topic!r} is already declared by {name}[{seen[topic]}]")
+                raise ConfigError(source, f"{name}[{i}].{unique}", f"{topic!r} is already declared by {name}[{seen[topic]}]")
             seen[topic] = i
     return built
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,11 @@ service is started with `nursery.start()` and reports ready once it listens; the
 Shutdown on SIGTERM/SIGINT: listeners stop accepting, in-flight requests get
 `node.shutdown_grace` seconds, everything is cancelled, storage flushes and closes, exit 0.
 A second signal exits at once (status 130); acknowledged data is already durable by then.
+
+Listeners: every `[[listeners]]` entry (or, per protocol, the single `listen` address) gets its
+own server, all sharing one broker. Segmentation (appliance/security/service.py) is set up
+before any of them listens: listener certificate, TLS contexts, rules. SIGHUP reloads the rules
+file without touching connections (an invalid file is logged with file:line and ignored).
 """
 
 from __future__ import annotations
@@ -32,6 +37,28 @@ from appliance.logs import get_logger
 log = get_logger("main")
 
 
+class KafkaListeners:
+    """The Kafka servers of every Kafka listener, seen as one by the admin views and the drain:
+    numeric counters are summed, anything else comes from the first listener."""
+
+    def __init__(self, servers: list[Any]) -> None:
+        self.servers = servers
+
+    def __getattr__(self, name: str) -> Any:
+        values = [getattr(s, name) for s in self.servers]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            return sum(values)
+        return values[0]
+
+    @property
+    def port(self) -> int | None:
+        return self.servers[0].port
+
+    async def drain(self) -> None:
+        for s in self.servers:
+            await s.drain()
+
+
 class Appliance:
     """Everything one running node holds; tests start it in-process with `start`."""
 
@@ -47,6 +74,9 @@ class Appliance:
         self.ingest: Any = None  # KafkaIngestSink: .snapshot() gives the ingestion counters
         self.egress: Any = None
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
+        self.security: Any = None  # appliance.security.service.Security
+        self.admin_servers: list[Any] = []
+        self.listener_ports: dict[str, int | None] = {}  # listener name -> bound port
         self.stopping = trio.Event()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -54,6 +84,7 @@ class Appliance:
         from appliance.inventory.checks import check_settings
         from appliance.inventory.report import log_findings
         from appliance.kafka.broker import Broker
+        from appliance.security.service import Security
         from appliance.storage.tiered import open_storage
         from appliance.transport.kafka_server import KafkaServer
 
@@ -62,6 +93,8 @@ class Appliance:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.security = Security(s)
+        self.security.setup()  # listener certificate, TLS contexts, rules: before anything listens
         # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
         self.storage = await open_storage(data_dir, s.storage)
         try:
@@ -71,13 +104,24 @@ class Appliance:
                 self.storage.set_retention_source(lambda: _retention_policies(self.broker, self.uplink))
                 await self.broker.load()
                 await services.start(self.broker.groups.run)
-                self.kafka = KafkaServer(self.broker, s.kafka.listen)
-                await services.start(self.kafka.run)
+                servers = []
+                for x in s.listeners_of("kafka"):
+                    server = KafkaServer(self.broker, x.bind, name=x.name, guard=self._guard(x),
+                                         advertised_host=x.advertised_host)
+                    await services.start(server.run)
+                    self.listener_ports[x.name] = server.port
+                    servers.append(server)
+                self.kafka = KafkaListeners(servers)
                 self.broker.advertised_port = self.kafka.port
                 if s.mqtt_enabled:
                     await self._start_mqtt(services)
-                self.admin = AdminServer(self, s.admin.listen)
-                await services.start(self.admin.run)
+                for i, x in enumerate(s.listeners_of("admin")):
+                    admin = self._admin_server(AdminServer, x, first=i == 0)
+                    await services.start(admin.run)
+                    self.listener_ports[x.name] = admin.port
+                    self.admin_servers.append(admin)
+                self.admin = self.admin_servers[0]
+                await services.start(self.security.run)
                 if s.uplink.enabled and s.node.role == "plant":
                     from appliance.uplink.forwarder import Forwarder
 
@@ -87,7 +131,9 @@ class Appliance:
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
                          mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
                          advertised=f"{self.broker.advertised_host}:{self.kafka.port}",
-                         admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir))
+                         admin=f"{s.admin.listen.host}:{self.admin.port}", data_dir=str(data_dir),
+                         listeners=",".join(f"{n}={p}" for n, p in self.listener_ports.items()),
+                         authorization="on" if self.security.enabled else "off")
                 task_status.started(self)
                 await self.stopping.wait()
                 await self._drain()
@@ -117,13 +163,49 @@ class Appliance:
         if s.mqtt_out:
             self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt)
             await services.start(self.egress.run)
-        bound = await services.start(partial(serve_mqtt, self.mqtt, s.mqtt.listen, stop=self.stopping,
-                                             grace=s.node.shutdown_grace))
-        self.mqtt_port = bound.port
+        for i, x in enumerate(s.listeners_of("mqtt")):
+            bound = await services.start(partial(serve_mqtt, self.mqtt, x.bind, stop=self.stopping,
+                                                 grace=s.node.shutdown_grace, guard=self._guard(x), tick=i == 0))
+            self.listener_ports[x.name] = bound.port
+            if i == 0:
+                self.mqtt_port = bound.port
         if s.bridge.upstream is not None:
             from appliance.ingest.bridge.runner import run_bridge
 
             services.start_soon(run_bridge, s.bridge, self.mqtt, self.stopping)
+
+    def _guard(self, x: Any) -> Any:
+        """The security side of one listener: name, zone, TLS context source, authorizer."""
+        from appliance.transport.guard import ListenerGuard
+
+        sec = self.security
+        if sec.enabled and x.security != "mtls" and x.zone is None:
+            log.warning("listener_without_zone", listener=x.name,
+                        note="rules are on but this listener names no zone: its clients are denied everything")
+        return ListenerGuard(x.name, zone=x.zone, tls=sec.context_source(x), mutual=x.security == "mtls",
+                             security=sec)
+
+    def _admin_server(self, cls: Any, x: Any, *, first: bool) -> Any:
+        """An admin listener off loopback must be mTLS; its clients need the `admin` operation."""
+        declared = any(d.name == x.name for d in self.settings.listeners)  # off loopback: mTLS (config.py)
+        guard = self._guard(x)
+        authorize = None
+        if guard.uses_tls or (declared and self.security.enabled):
+            authorize = partial(_authorize_admin, guard)
+        return cls(self, x.bind, name=x.name, guard=guard if guard.uses_tls else None, authorize=authorize,
+                   unix_socket=None if first else "")
+
+    def reload_rules(self) -> None:
+        """SIGHUP: re-read the rules file; an invalid one is logged and the old rules stay."""
+        from appliance.security.rules import RulesError
+
+        if self.security is None or not self.security.enabled:
+            log.warning("rules_reload_skipped", reason="no [security] rules file is configured")
+            return
+        try:
+            self.security.reload_rules()
+        except RulesError:
+            pass  # logged by Security with file:line and reason
 
     def stop(self) -> None:
         self.stopping.set()
@@ -149,7 +231,7 @@ class Appliance:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "role": self.settings.node.role,
                                    "kafka_port": self.kafka.port, "admin_port": self.admin.port,
-                                   "mqtt_port": self.mqtt_port}))
+                                   "mqtt_port": self.mqtt_port, "listeners": self.listener_ports}))
         tmp.replace(path)
 
     def _remove_ready_file(self) -> None:
@@ -173,13 +255,35 @@ def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
     return out
 
 
+def _authorize_admin(guard: Any, stream: Any) -> bool:
+    """The admin API's gate: the client (certificate identity on mTLS) needs the `admin` operation."""
+    identity = guard_identity(stream)
+    return guard.security.check(identity, guard.rule_zone, guard.name, "admin", "").allowed
+
+
+def guard_identity(stream: Any) -> Any:
+    from appliance.security.pki import PkiError
+    from appliance.security.tls import peer_identity
+
+    if not isinstance(stream, trio.SSLStream):
+        return None
+    try:
+        return peer_identity(stream)
+    except (PkiError, ValueError):
+        return None
+
+
 async def _serve(settings: Settings) -> None:
     app = Appliance(settings)
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async def watch_signals() -> None:
                 seen = 0
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        log.info("signal", signal="SIGHUP", action="reload rules")
+                        app.reload_rules()
+                        continue
                     seen += 1
                     if seen == 1:
                         log.info("signal", signal=signal.Signals(signum).name, action="drain")

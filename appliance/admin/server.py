@@ -22,10 +22,19 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
 Limits: request heads up to 16 KiB and bodies up to 64 KiB (413 beyond), keep-alive with an
 idle timeout, a deadline for reading a request once it started, and a cap on open connections.
 
-Security hook: the listener is loopback (or a 0600 unix socket) by default. mTLS for other
-addresses arrives with segmentation: pass `ssl_context` (the stream is wrapped in
-`trio.SSLStream`) and an `authorize(stream) -> bool` that checks the peer certificate for the
-`admin` operation. Until then a non-loopback listener without TLS is served with a warning.
+Security: the listener is loopback (or a 0600 unix socket) by default. A declared admin listener
+off loopback must be mTLS (the runtime refuses to start otherwise): it gets a `guard`
+(transport/guard.py: handshake, refusal reasons and counts) and an `authorize(stream) -> bool` that
+checks the peer certificate for the `admin` operation (403 otherwise). `ssl_context` alone also
+works. The legacy `[admin] listen` off loopback without TLS is served with a warning.
+
+Segmentation routes (security_routes.py):
+
+    GET    /api/v1/security           rules summary, recent denials, counters, handshake refusals
+    GET    /api/v1/certificates       serial, identity, expiry, revoked, status
+    POST   /api/v1/certificates       {"zone", "id", "days"?, "kind"?, "dns"?, "ips"?} -> 201, PEM cert + key
+    POST   /api/v1/certificates/revoke  {"serial"} or {"id", "zone"?}, "reason"?
+    POST   /api/v1/rules/reload       re-read the rules file (400 with file:line: reason if invalid)
 """
 
 from __future__ import annotations
@@ -106,9 +115,11 @@ class AdminServer:
     def __init__(self, app: Any, listen: HostPort | None, *, unix_socket: str | Path | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  authorize: Callable[[trio.abc.Stream], bool] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, name: str = "admin", guard: Any = None) -> None:
         self.app = app
         self.listen = listen
+        self.name = name
+        self.guard = guard
         if unix_socket is None:
             unix_socket = getattr(getattr(app.settings, "admin", None), "unix_socket", None)
         self.unix_socket = Path(unix_socket) if unix_socket else None
@@ -124,7 +135,7 @@ class AdminServer:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         listeners: list[trio.SocketListener] = []
         if self.listen is not None:
-            if not _is_loopback(self.listen.host) and self.ssl_context is None:
+            if not _is_loopback(self.listen.host) and self.ssl_context is None and self.guard is None:
                 log.warning("admin_not_loopback", address=str(self.listen),
                             hint="serve the admin API on loopback or a unix socket until mTLS is configured")
             try:
@@ -176,7 +187,7 @@ class AdminServer:
     def listeners(self) -> list[Listener]:
         out = []
         if self.listen is not None:
-            out.append(Listener("admin", str(HostPort(self.listen.host, self.port or self.listen.port))))
+            out.append(Listener(self.name, str(HostPort(self.listen.host, self.port or self.listen.port))))
         if self.unix_socket is not None:
             out.append(Listener("admin-unix", str(self.unix_socket)))
         return out
@@ -197,7 +208,12 @@ class AdminServer:
         self.connections += 1
         stream: trio.abc.Stream = raw
         try:
-            if self.ssl_context is not None:
+            if self.guard is not None:
+                try:
+                    stream, _ = await self.guard.handshake(raw, _peer(raw), REQUEST_TIMEOUT)
+                except Exception:  # noqa: BLE001 - HandshakeRefused: logged and counted by the guard
+                    return
+            elif self.ssl_context is not None:
                 stream = trio.SSLStream(raw, self.ssl_context, server_side=True)
                 with trio.move_on_after(REQUEST_TIMEOUT):
                     await stream.do_handshake()
@@ -328,6 +344,14 @@ class AdminServer:
         return self.clock()
 
 
+def _peer(stream: Any) -> str:
+    try:
+        addr = stream.socket.getpeername()
+        return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr or "unix")
+    except (AttributeError, OSError):
+        return "?"
+
+
 class _TooLarge(Exception):
     def __init__(self, message: str, status: int = 413) -> None:
         super().__init__(message)
@@ -430,3 +454,6 @@ async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Re
 @route("GET", P + r"/mqtt")
 async def _mqtt(server: AdminServer, match: re.Match, body: Any) -> Response:
     return json_response(200, views.mqtt_view(server.app))
+
+
+from appliance.admin import security_routes  # noqa: E402,F401  (registers its routes on the table above)

@@ -158,6 +158,11 @@ def warnings(app: Any, storage: StorageInfo) -> list[str]:
                    f"({storage.wal_bytes} of {budget} bytes); producers are pushed back at 100%")
     if app.broker.draining.is_set():
         out.append("draining: the appliance is shutting down")
+    security = getattr(app, "security", None)
+    if security is not None:
+        out += [f"pki: {w}" for w in security.warnings]
+        if security.last_reload_error:
+            out.append(f"rules reload rejected (previous rules in force): {security.last_reload_error}")
     return out
 
 
@@ -175,7 +180,7 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         node_id=s.node.id,
         cluster_id=app.broker.cluster_id,
         uptime_s=round(max(0.0, now - app.started_at), 3),
-        listeners=[Listener("kafka", f"{s.kafka.listen.host}:{kafka.port}"), *listeners],
+        listeners=[*_protocol_listeners(app), *listeners],
         health="error" if storage.last_error else ("warning" if warns else "ok"),
         warnings=warns,
         topics=len(topics),
@@ -185,6 +190,17 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
         draining=app.broker.draining.is_set(),
     )
+
+
+def _protocol_listeners(app: Any) -> list[Listener]:
+    """Kafka and MQTT listeners with their bound ports (admin ones come from the admin server)."""
+    s = app.settings
+    ports = getattr(app, "listener_ports", None) or {}
+    listeners_of = getattr(s, "listeners_of", None)
+    if listeners_of is None or not ports:
+        return [Listener("kafka", f"{s.kafka.listen.host}:{app.kafka.port}")]
+    return [Listener(x.name, f"{x.bind.host}:{ports.get(x.name, x.bind.port)}")
+            for proto in ("kafka", "mqtt") for x in listeners_of(proto) if x.name in ports]
 
 
 def uplink_view(app: Any) -> dict[str, Any]:
@@ -280,6 +296,26 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
                 kind = "gauge" if key == "pending" else "counter"
                 fams.append(_one(f"millstream_ingest_{key}" + ("_total" if kind == "counter" else ""), kind,
                                  f"MQTT-to-Kafka ingestion figure {key}.", value))
+    security = getattr(app, "security", None)
+    if security is not None:
+        audit = security.audit
+        fams += [
+            _one("millstream_security_authorization_enabled", "gauge", "1 while a rules file is enforced.",
+                 int(security.enabled)),
+            _one("millstream_security_denials_total", "counter", "Operations denied by the rules.", audit.total),
+            MetricFamily("millstream_security_listener_denials_total", "counter", "Denials per listener.",
+                         [MetricSample({"listener": k}, v) for k, v in sorted(audit.by_listener.items())]),
+            MetricFamily("millstream_security_op_denials_total", "counter", "Denials per operation.",
+                         [MetricSample({"op": k}, v) for k, v in sorted(audit.by_op.items())]),
+            MetricFamily("millstream_security_handshake_refusals_total", "counter",
+                         "TLS handshakes refused, per listener and reason.",
+                         [MetricSample({"listener": lst, "reason": r}, v)
+                          for (lst, r), v in sorted(security.refusals.items())]),
+            _one("millstream_security_rules_reload_failures_total", "counter", "Rules reloads rejected.",
+                 security.reload_failures),
+            _one("millstream_security_certificate_warnings", "gauge", "Certificates, CA or CRL expiring soon.",
+                 len(security.warnings)),
+        ]
     uplink = uplink_view(app)
     if uplink["enabled"]:
         fams += [

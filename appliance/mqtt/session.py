@@ -14,6 +14,14 @@ back; the broker (broker.py) routes messages between sessions.
 Output items are `bytes` (write as is) or `DeferredAck` (await `waiter`, then write `ok`; on
 StorageError write `failed_ack(item)` or, when that is None, close): acknowledgements of inbound QoS 1/2 wait
 until the ingest sink says the message is durable. The outbox is FIFO so acks keep their order.
+
+Access control: the adapter may set `Connection.access` (an `AccessHook`, built from the client
+certificate by appliance/security/access.py). Every PUBLISH (and the will at CONNECT) and every
+SUBSCRIBE filter is checked there. A refused PUBLISH is dropped: MQTT 5 QoS 1/2 get PUBACK/PUBREC
+with the hook's reason code (0x87 not authorized, 0x97 quota exceeded); MQTT 3.1.1 has no way to
+say no, so QoS 1/2 are acknowledged and dropped, as Mosquitto does [MQTT-3.3.5-2]; QoS 0 vanish.
+A refused filter gets 0x87 in the SUBACK (0x80 in 3.1.1); an allowed one is granted at most the
+hook's QoS. A will the client may not publish refuses the CONNECT (0x87 / return code 5).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.errors import StorageError
 from appliance.mqtt.codec import (
@@ -62,6 +70,14 @@ if TYPE_CHECKING:
 
 NEVER_EXPIRES = 0xFFFFFFFF
 _ACK_HEAD = {1: b"\x40\x02", 2: b"\x50\x02"}  # PUBACK / PUBREC fixed header with remaining length 2
+
+
+class AccessHook(Protocol):
+    def check_publish(self, topic: str, qos: int, size: int, now: float) -> int:
+        """0 when allowed, else the reason code (NOT_AUTHORIZED, QUOTA_EXCEEDED, QOS_NOT_SUPPORTED)."""
+
+    def check_subscribe(self, topic_filter: str, qos: int, now: float) -> int:
+        """The highest QoS granted (0-2), or a reason code >= 0x80 when refused."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +241,7 @@ class Connection:
         self.closing = False  # the adapter closes the socket once the outbox is written
         self.close_reason = ""
         self._send_will = True  # cleared by a normal DISCONNECT
+        self.access: AccessHook | None = None  # set by the adapter: who may publish/subscribe what
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -315,6 +332,9 @@ class Connection:
                 return self._refuse(ReasonCode.QOS_NOT_SUPPORTED, "will QoS above the maximum")
             if c.will.retain and not lim.retain_available:
                 return self._refuse(ReasonCode.RETAIN_NOT_SUPPORTED, "retained will but retain unavailable")
+            if self.access is not None and self.access.check_publish(c.will.topic, c.will.qos, len(c.will.payload),
+                                                                     now):
+                return self._refuse(ReasonCode.NOT_AUTHORIZED, f"will topic {c.will.topic!r} not allowed")
         ack_props: dict[int, Any] = {}
         # session expiry: 3.1.1 clean session = 0, persistent = as long as we allow
         if self.v5:
@@ -395,6 +415,12 @@ class Connection:
             # (deferred, never failing, so it cannot overtake the first PUBREC still awaiting durability)
             self.outbox.append(DeferredAck(_DONE, _ACK_HEAD[2] + p.packet_id.to_bytes(2, "big"), p.packet_id, 0))
             return
+        if self.access is not None:
+            code = self.access.check_publish(topic, p.qos, len(p.payload), now)
+            if code == ReasonCode.QOS_NOT_SUPPORTED:
+                raise MqttError(f"QoS {p.qos} above what the conduit allows on {topic!r}", ReasonCode.QOS_NOT_SUPPORTED)
+            if code:
+                return self._refuse_publish(p, code)
         expiry = props.get(P.MESSAGE_EXPIRY_INTERVAL) if props else None
         msg = Message(topic, p.payload, p.qos, p.retain, props, None if expiry is None else now + expiry,
                       self.client_id)
@@ -409,6 +435,19 @@ class Connection:
         self.inbound_pending += 1
         ok = _ACK_HEAD[p.qos] + p.packet_id.to_bytes(2, "big")  # PUBACK/PUBREC, success: same in 3.1.1 and 5.0
         self.outbox.append(DeferredAck(waiter if waiter is not None else _DONE, ok, p.packet_id, p.qos))
+
+    def _refuse_publish(self, p: Publish, code: int) -> None:
+        """Drop a PUBLISH the access hook refused and answer as the version allows (module docstring)."""
+        if p.qos == 0:
+            return
+        if self.v5:
+            data = encode((PubRec if p.qos == 2 else PubAck)(p.packet_id, code), self.version)
+        else:
+            data = _ACK_HEAD[p.qos] + p.packet_id.to_bytes(2, "big")
+            if p.qos == 2:
+                self.session.inbound_qos2.add(p.packet_id)  # type: ignore[union-attr]  # its PUBREL gets a PUBCOMP
+        # deferred like the others (already complete) so it cannot overtake earlier acks
+        self.outbox.append(DeferredAck(_DONE, data, p.packet_id, 0))
 
     def failed_ack(self, item: DeferredAck) -> bytes | None:
         """The acknowledgement to send when the sink could not make a message durable or refused
@@ -483,6 +522,12 @@ class Connection:
             if shared is not None and opts.no_local:
                 raise ProtocolViolation("no local on a shared subscription")
             granted = min(opts.qos, self.limits.max_qos)
+            if self.access is not None:
+                allowed = self.access.check_subscribe(shared[1] if shared else topic_filter, opts.qos, now)
+                if allowed >= 0x80:
+                    codes.append(allowed if self.v5 else 0x80)
+                    continue
+                granted = min(granted, allowed)
             if granted != opts.qos:
                 opts = SubscriptionOptions(granted, opts.no_local, opts.retain_as_published, opts.retain_handling)
             sub = Subscription(topic_filter, opts, sub_id)

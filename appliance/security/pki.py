@@ -211,8 +211,8 @@ class Pki:
     CLI and a running appliance can both issue without losing inventory entries."""
 
     def __init__(self, data_dir: str | Path, *, clock: Callable[[], datetime] = _utcnow,
-                 serials: Callable[[], int] = x509.random_serial_number) -> None:
-        self.dir = Path(data_dir) / "pki"
+                 serials: Callable[[], int] = x509.random_serial_number, pki_dir: str | Path | None = None) -> None:
+        self.dir = Path(pki_dir) if pki_dir is not None else Path(data_dir) / "pki"
         self.clock = clock
         self.serials = serials
 

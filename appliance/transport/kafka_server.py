@@ -6,6 +6,9 @@ is read, and returns an awaitable that the writer resolves in order. So pipeline
 on one connection share a WAL fsync, yet responses still leave in request order, as Kafka requires.
 
 Bad bytes close only their own connection, with a logged reason; the broker carries on.
+Security (transport/guard.py): a TLS listener completes the handshake before any byte reaches the
+framing; the peer's certificate identity, the listener's name, zone and advertised address go
+into every RequestContext, and handlers authorize through `appliance/kafka/api/authz.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from appliance.kafka.api.context import RequestContext
 from appliance.kafka.broker import Broker
 from appliance.kafka.protocol import codec
 from appliance.logs import get_logger
+from appliance.security.access import RateLimits
 from appliance.transport.framing import FrameReader
+from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
 log = get_logger("kafka")
 
@@ -59,11 +64,16 @@ def _close_reason(exc: BaseException) -> str | None:
 
 class KafkaServer:
     def __init__(self, broker: Broker, listen: HostPort, *, name: str = "kafka",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, guard: ListenerGuard | None = None,
+                 advertised_host: str | None = None) -> None:
         self.broker = broker
         self.listen = listen
         self.name = name
         self.ssl_context = ssl_context
+        self.guard = guard or ListenerGuard(name, tls=ssl_context)
+        self.advertised_host = advertised_host  # None: the broker's (kafka.advertised_host)
+        self._principals: dict[int, Any] = {}
+        self._rates: dict[int, RateLimits] = {}
         self.port: int | None = None
         self._listeners: list[trio.SocketListener] = []
         self._ids = itertools.count(1)
@@ -81,7 +91,8 @@ class KafkaServer:
             raise StartupError(f"{self.name} listener cannot listen on {self.listen}: {e.strerror or e}") from None
         self.port = self._listeners[0].socket.getsockname()[1]
         log.info("listening", listener=self.name, address=f"{self.listen.host}:{self.port}",
-                 tls="yes" if self.ssl_context else "no")
+                 tls=("mtls" if self.guard.mutual else "yes") if self.guard.uses_tls else "no",
+                 zone=self.guard.zone or "-")
         task_status.started(self)
         async with trio.open_nursery() as conns:
             async with trio.open_nursery() as accepting:
@@ -118,11 +129,11 @@ class KafkaServer:
         self.connections += 1
         reason = "client closed"
         try:
-            if self.ssl_context is not None:
-                stream = trio.SSLStream(stream, self.ssl_context, server_side=True)
-                with trio.fail_after(10):
-                    await stream.do_handshake()
+            if self.guard.uses_tls:
+                stream, self._principals[conn_id] = await self.guard.handshake(stream, peer, timeout=10)
             reason = await self._connection_loop(stream, conn_id, peer)
+        except HandshakeRefused as e:
+            reason = f"TLS handshake refused: {e.reason}"
         except Exception as e:  # one connection's failure never reaches the listener's nursery
             reason = _close_reason(e)
             if reason is None:
@@ -131,6 +142,8 @@ class KafkaServer:
         finally:
             self.connections -= 1
             self._read_scopes.pop(conn_id, None)
+            self._principals.pop(conn_id, None)
+            self._rates.pop(conn_id, None)
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 try:
@@ -196,7 +209,12 @@ class KafkaServer:
             return f"unsupported API key {key} version {version}"
         self.requests += 1
         ctx = RequestContext(self.broker, key, version, header.correlation_id, header.client_id,
-                             peer=peer, listener=self.name, connection_id=conn_id)
+                             peer=peer, listener=self.name, connection_id=conn_id,
+                             principal=self._principals.get(conn_id), zone=self.guard.rule_zone,
+                             authorizer=self.guard.security,
+                             advertised=(self.advertised_host or self.broker.advertised_host,
+                                         self.port if self.port is not None else self.listen.port),
+                             rates=self._rates.setdefault(conn_id, RateLimits()))
         stage = getattr(handler, "stage", None)
         try:
             if stage is not None:

@@ -13,6 +13,12 @@ durability before each deferred PUBACK/PUBREC, in order. The reader stops readin
 outbox is above its bound, so a client that publishes without reading its acks is pushed back by
 TCP. A malformed packet or protocol violation closes only that connection, with the MQTT 5
 reason code and one key=value log line.
+
+Security: with a `guard` (transport/guard.py) a TLS listener completes the handshake (refusals
+logged and counted there) before any MQTT byte is read, and, when authorization is on, each
+connection gets an `MqttAccess` hook (appliance/security/access.py) built from its certificate
+identity, the listener's zone and name. Several listeners may serve one broker: only one of
+them (`tick=True`) drives the broker's clock.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from appliance.logs import get_logger
 from appliance.mqtt.broker import Broker
 from appliance.mqtt.codec import MqttError, PacketReader, ReasonCode
 from appliance.mqtt.session import Connection, DeferredAck
+from appliance.security.access import MqttAccess
+from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
 log = get_logger("mqtt")
 
@@ -40,7 +48,8 @@ TICK_SECONDS = 0.5
 
 
 async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLContext | None = None,
-                     stop: trio.Event | None = None, grace: float = 5.0,
+                     stop: trio.Event | None = None, grace: float = 5.0, guard: ListenerGuard | None = None,
+                     tick: bool = True,
                      task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve MQTT on `listen` until cancelled, or until `stop` is set (then drain within `grace`).
 
@@ -52,11 +61,15 @@ async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLCo
     sockname = listeners[0].socket.getsockname()
     bound = HostPort(sockname[0], sockname[1])
     handlers: set[_ConnectionHandler] = set()
-    log.info("mqtt_listening", address=str(bound), tls=ssl_context is not None)
+    if guard is None:
+        guard = ListenerGuard("mqtt", tls=ssl_context)
+    log.info("mqtt_listening", listener=guard.name, address=str(bound),
+             tls=("mtls" if guard.mutual else True) if guard.uses_tls else False, zone=guard.zone or "-")
     async with trio.open_nursery() as conn_nursery:
         async with trio.open_nursery() as service:
-            service.start_soon(_tick, broker)
-            await service.start(partial(trio.serve_listeners, partial(_serve_one, broker, ssl_context, handlers),
+            if tick:
+                service.start_soon(_tick, broker)
+            await service.start(partial(trio.serve_listeners, partial(_serve_one, broker, guard, handlers),
                                         listeners, handler_nursery=conn_nursery))
             task_status.started(bound)
             if stop is None:
@@ -69,9 +82,9 @@ async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLCo
             while handlers:
                 await trio.sleep(0.05)
         conn_nursery.cancel_scope.cancel()
-    if broker.state_store is not None:
+    if broker.state_store is not None and tick:
         await broker.state_store.flush(trio.current_time())
-    log.info("mqtt_stopped")
+    log.info("mqtt_stopped", listener=guard.name)
 
 
 async def _tick(broker: Broker) -> None:
@@ -82,9 +95,9 @@ async def _tick(broker: Broker) -> None:
             await broker.state_store.flush(trio.current_time())
 
 
-async def _serve_one(broker: Broker, ssl_context: ssl.SSLContext | None, handlers: set[_ConnectionHandler],
+async def _serve_one(broker: Broker, guard: ListenerGuard, handlers: set[_ConnectionHandler],
                      stream: trio.abc.Stream) -> None:
-    handler = _ConnectionHandler(broker, stream, ssl_context)
+    handler = _ConnectionHandler(broker, stream, guard)
     handlers.add(handler)
     stats = broker.stats
     stats.connections_total += 1
@@ -105,11 +118,11 @@ def _peer_of(stream: trio.abc.Stream) -> str:
 
 
 class _ConnectionHandler:
-    def __init__(self, broker: Broker, stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(self, broker: Broker, stream: trio.abc.Stream, guard: ListenerGuard) -> None:
         self.broker = broker
         self.peer = _peer_of(stream)
         self.stream: trio.abc.Stream = stream
-        self.ssl_context = ssl_context
+        self.guard = guard
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._peer_eof = False
@@ -121,10 +134,10 @@ class _ConnectionHandler:
     async def run(self) -> None:
         conn = self.conn
         try:
-            if self.ssl_context is not None:
-                self.stream = trio.SSLStream(self.stream, self.ssl_context, server_side=True)
-                with trio.fail_after(self.broker.limits.connect_timeout):
-                    await self.stream.do_handshake()
+            guard = self.guard
+            self.stream, identity = await guard.handshake(self.stream, self.peer, self.broker.limits.connect_timeout)
+            if guard.security is not None and guard.security.enabled:
+                conn.access = MqttAccess(guard.security, identity, guard.rule_zone, guard.name)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, nursery.cancel_scope)
                 await self._reader()
@@ -136,6 +149,8 @@ class _ConnectionHandler:
                 nursery.cancel_scope.deadline = trio.current_time() + _CLOSE_FLUSH_SECONDS
             if not self._peer_eof:
                 await self._linger()
+        except HandshakeRefused as e:
+            conn.close_reason = f"TLS handshake refused: {e.reason}"
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ssl.SSLError, OSError) as e:
             conn.close_reason = conn.close_reason or f"transport: {type(e).__name__}"
         finally:

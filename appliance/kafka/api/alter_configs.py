@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -18,6 +19,10 @@ async def handle(ctx: RequestContext, req: m.AlterConfigsRequest) -> m.AlterConf
     Result = R.AlterConfigsResourceResponse
     out = []
     for res in req.resources:
+        if res.resource_type == TOPIC and authz.topic_error(ctx, "alter_topic", res.resource_name):
+            out.append(Result(error_code=authz.TOPIC_DENIED, error_message="alter_topic not allowed",
+                              resource_type=TOPIC, resource_name=res.resource_name))
+            continue
         topic = ctx.broker.topics.get(res.resource_name) if res.resource_type == TOPIC else None
         if topic is None:
             code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if res.resource_type == TOPIC else ErrorCode.INVALID_REQUEST

@@ -31,5 +31,15 @@ class RequestContext:
     peer: str = "?"
     listener: str = "kafka"
     connection_id: int = 0
-    principal: Any = None  # certificate identity once segmentation lands
+    principal: Any = None  # the client certificate's Identity (mTLS listeners), else None
+    zone: str | None = None  # the listener's zone for the rules (None on mTLS: the certificate's)
+    authorizer: Any = None  # appliance.security.service.Security; None: authorization off
+    advertised: tuple[str, int] | None = None  # host/port of the listener the client came in on
+    rates: Any = None  # appliance.security.access.RateLimits of this connection (conduit msgs_per_s)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def endpoint(self) -> tuple[str, int]:
+        """The address to advertise (Metadata, FindCoordinator, DescribeCluster)."""
+        if self.advertised is not None:
+            return self.advertised
+        return self.broker.advertised_host, self.broker.advertised_port

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -18,6 +19,9 @@ async def handle(ctx: RequestContext, req: m.CreatePartitionsRequest) -> m.Creat
     broker = ctx.broker
     results = []
     for t in req.topics:
+        if authz.topic_error(ctx, "alter_topic", t.name):
+            results.append(Result(name=t.name, error_code=authz.TOPIC_DENIED, error_message="alter_topic not allowed"))
+            continue
         if t.assignments and any(set(a.broker_ids) != {broker.node_id} for a in t.assignments):
             results.append(Result(name=t.name, error_code=ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                                   error_message=f"replicas must be exactly [{broker.node_id}]"))

@@ -6,6 +6,7 @@ asking for more is refused rather than silently under-replicated.
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.api.describe_configs import effective_configs
 from appliance.kafka.error_codes import ErrorCode
@@ -29,6 +30,9 @@ async def handle(ctx: RequestContext, req: m.CreateTopicsRequest) -> m.CreateTop
                                   error_message="topic named twice in one request"))
             continue
         seen.add(t.name)
+        if authz.topic_error(ctx, "create_topic", t.name):
+            results.append(Result(name=t.name, error_code=authz.TOPIC_DENIED, error_message="create_topic not allowed"))
+            continue
         partitions = broker.kafka.num_partitions if t.num_partitions == -1 else t.num_partitions
         if t.replication_factor not in (-1, 1):
             results.append(Result(name=t.name, error_code=ErrorCode.INVALID_REPLICATION_FACTOR,

@@ -6,6 +6,7 @@ Offset -1 means "up to the high watermark". The move is durable before the respo
 from __future__ import annotations
 
 from appliance.errors import OffsetOutOfRangeError, StorageError, StreamNotFoundError
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -22,7 +23,11 @@ async def handle(ctx: RequestContext, req: m.DeleteRecordsRequest) -> m.DeleteRe
     topics = []
     for t in req.topics:
         parts = []
+        denied = authz.topic_error(ctx, "delete_topic", t.name)
         for p in t.partitions:
+            if denied:
+                parts.append(PartR(partition_index=p.partition_index, low_watermark=-1, error_code=denied))
+                continue
             stream = ctx.broker.topics.stream(t.name, p.partition_index)
             if stream is None:
                 parts.append(PartR(partition_index=p.partition_index, low_watermark=-1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -27,6 +28,9 @@ async def handle(ctx: RequestContext, req: m.DeleteTopicsRequest) -> m.DeleteTop
                 results.append(Result(name=None, topic_id=topic_id, error_code=ErrorCode.UNKNOWN_TOPIC_ID))
                 continue
             name = topic.name
+        if authz.topic_error(ctx, "delete_topic", name):
+            results.append(Result(name=name, topic_id=topic_id, error_code=authz.TOPIC_DENIED))
+            continue
         try:
             topic = await topics.delete(name)
         except TopicError as e:

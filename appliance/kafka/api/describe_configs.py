@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -66,6 +67,12 @@ async def handle(ctx: RequestContext, req: m.DescribeConfigsRequest) -> m.Descri
     broker = ctx.broker
     results = []
     for res in req.resources:
+        denied = (authz.topic_error(ctx, "describe", res.resource_name) if res.resource_type == TOPIC
+                  else authz.cluster_error(ctx) if res.resource_type == BROKER else 0)
+        if denied:
+            results.append(Result(error_code=denied, resource_type=res.resource_type, resource_name=res.resource_name,
+                                  error_message="not authorized", configs=[]))
+            continue
         if res.resource_type == TOPIC:
             topic = broker.topics.get(res.resource_name)
             if topic is None:

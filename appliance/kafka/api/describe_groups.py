@@ -8,6 +8,7 @@ operation (READ, DELETE, DESCRIBE) is allowed. v4 adds group.instance.id, v5 is 
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.protocol import messages as m
 
@@ -24,6 +25,10 @@ async def handle(ctx: RequestContext, req: m.DescribeGroupsRequest) -> m.Describ
     ops = ALL_GROUP_OPERATIONS if (ctx.api_version >= 3 and req.include_authorized_operations) else NOT_REQUESTED
     out = []
     for gid in req.groups:
+        if authz.group_error(ctx, "group_join", gid):
+            out.append(G(error_code=authz.GROUP_DENIED, group_id=gid, group_state="", protocol_type="",
+                         protocol_data="", members=[], authorized_operations=ops))
+            continue
         d = ctx.broker.groups.describe_group(gid)
         out.append(
             G(

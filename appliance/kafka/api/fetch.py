@@ -14,6 +14,7 @@ from __future__ import annotations
 import trio
 
 from appliance.errors import OffsetOutOfRangeError, StorageError, StreamNotFoundError
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -37,8 +38,12 @@ async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchR
     responses = []
     for t in req.topics:
         topic = broker.topics.by_id(t.topic_id) if by_id else broker.topics.get(t.topic)
+        denied = authz.topic_error(ctx, "consume", topic.name if by_id and topic else None if by_id else t.topic)
         parts = []
         for p in t.partitions:
+            if denied:
+                parts.append(PartR(partition_index=p.partition, error_code=denied, high_watermark=-1, records=b""))
+                continue
             stream = topic.streams[p.partition] if topic is not None and 0 <= p.partition < topic.partitions else None
             if stream is None:
                 code = ErrorCode.UNKNOWN_TOPIC_ID if by_id and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -22,7 +22,7 @@ async def handle(ctx: RequestContext, req: m.FindCoordinatorRequest) -> m.FindCo
     ok = req.key_type in KNOWN_KEY_TYPES
     error = ErrorCode.NONE if ok else ErrorCode.INVALID_REQUEST
     message = None if ok else f"key type {req.key_type} not supported"
-    node_id, host, port = (b.node_id, b.advertised_host, b.advertised_port) if ok else (-1, "", -1)
+    node_id, host, port = (b.node_id, *ctx.endpoint()) if ok else (-1, "", -1)
     if ctx.api_version >= 4:
         return R(
             throttle_time_ms=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -17,6 +18,10 @@ async def handle(ctx: RequestContext, req: m.IncrementalAlterConfigsRequest) -> 
     Result = R.AlterConfigsResourceResponse
     out = []
     for res in req.resources:
+        if res.resource_type == TOPIC and authz.topic_error(ctx, "alter_topic", res.resource_name):
+            out.append(Result(error_code=authz.TOPIC_DENIED, error_message="alter_topic not allowed",
+                              resource_type=TOPIC, resource_name=res.resource_name))
+            continue
         if res.resource_type != TOPIC:
             out.append(Result(error_code=ErrorCode.INVALID_REQUEST, error_message="only topic configs can be altered",
                               resource_type=res.resource_type, resource_name=res.resource_name))

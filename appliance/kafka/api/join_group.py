@@ -9,6 +9,7 @@ v9 tells a static leader rejoining a stable group to skip the assignment. Semant
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.group_state import JoinRequest
 from appliance.kafka.protocol import messages as m
@@ -27,6 +28,9 @@ def client_host(peer: str) -> str:
 
 async def handle(ctx: RequestContext, req: m.JoinGroupRequest) -> m.JoinGroupResponse:
     v = ctx.api_version
+    if authz.group_error(ctx, "group_join", req.group_id):
+        return R(throttle_time_ms=0, error_code=authz.GROUP_DENIED, generation_id=-1,
+                 protocol_name="" if v < 7 else None, leader="", member_id=req.member_id, members=[])
     request = JoinRequest(
         group_id=req.group_id,
         member_id=req.member_id,

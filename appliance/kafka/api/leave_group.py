@@ -8,6 +8,7 @@ a reason.
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -19,6 +20,8 @@ R = m.LeaveGroupResponse
 
 
 async def handle(ctx: RequestContext, req: m.LeaveGroupRequest) -> m.LeaveGroupResponse:
+    if authz.group_error(ctx, "group_join", req.group_id):
+        return R(throttle_time_ms=0, error_code=authz.GROUP_DENIED, members=[])
     if ctx.api_version <= 2:
         res = await ctx.broker.groups.leave_group(req.group_id, [(req.member_id, None)])
         code = res.error or next((o.error for o in res.members if o.error), ErrorCode.NONE)

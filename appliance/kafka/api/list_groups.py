@@ -6,6 +6,7 @@ type: every group here is "classic" (the KIP-848 consumer protocol is not offere
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -27,5 +28,6 @@ async def handle(ctx: RequestContext, req: m.ListGroupsRequest) -> m.ListGroupsR
         groups=[
             R.ListedGroup(group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state, group_type=GROUP_TYPE)
             for g in groups
+            if authz.visible(ctx, "group_join", g.group_id)
         ],
     )

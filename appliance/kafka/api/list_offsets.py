@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from appliance.errors import CorruptRecordError, OffsetOutOfRangeError, StreamNotFoundError
 from appliance.kafka import records
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -46,8 +47,12 @@ async def handle(ctx: RequestContext, req: m.ListOffsetsRequest) -> m.ListOffset
     topics = []
     for t in req.topics:
         topic = broker.topics.get(t.name)
+        denied = authz.topic_error(ctx, "consume", t.name)
         parts = []
         for p in t.partitions:
+            if denied:
+                parts.append(PartR(partition_index=p.partition_index, error_code=denied))
+                continue
             stream = broker.topics.stream(t.name, p.partition_index) if topic else None
             if stream is None:
                 parts.append(PartR(partition_index=p.partition_index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))

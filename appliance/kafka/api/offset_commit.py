@@ -11,6 +11,7 @@ only once the offsets are durable in the MetaStore.
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.groups import OffsetCommit
@@ -28,10 +29,14 @@ async def handle(ctx: RequestContext, req: m.OffsetCommitRequest) -> m.OffsetCom
     v = ctx.api_version
     errors: dict[tuple[str, int], int] = {}
     commits: list[OffsetCommit] = []
+    group_denied = authz.group_error(ctx, "group_commit", req.group_id)
     for t in req.topics:
         topic = ctx.broker.topics.get(t.name)
+        denied = group_denied or authz.topic_error(ctx, "consume", t.name)
         for p in t.partitions:
-            if topic is None or not 0 <= p.partition_index < topic.partitions:
+            if denied:
+                errors[(t.name, p.partition_index)] = denied
+            elif topic is None or not 0 <= p.partition_index < topic.partitions:
                 errors[(t.name, p.partition_index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
                 commits.append(

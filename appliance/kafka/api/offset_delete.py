@@ -7,6 +7,7 @@ refuses everything (NON_EMPTY_GROUP). Deletions are durable before the answer.
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.protocol import messages as m
 
@@ -18,6 +19,8 @@ TopicR = R.OffsetDeleteResponseTopic
 
 
 async def handle(ctx: RequestContext, req: m.OffsetDeleteRequest) -> m.OffsetDeleteResponse:
+    if authz.group_error(ctx, "group_commit", req.group_id):
+        return R(error_code=authz.GROUP_DENIED, throttle_time_ms=0)
     wanted = [(t.name, p.partition_index) for t in req.topics for p in t.partitions]
     error, results = await ctx.broker.groups.delete_offsets(req.group_id, wanted)
     if error:

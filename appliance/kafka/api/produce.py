@@ -7,6 +7,11 @@ and acks go out only for durable data. acks=0 gets no response at all.
 
 A bad batch fails only its partition (CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, ...); the other
 partitions of the same request are unaffected.
+
+Segmentation (authz.py): a topic the client may not produce to fails with
+TOPIC_AUTHORIZATION_FAILED; the allowing conduit's `max_payload` caps each partition's records
+(MESSAGE_TOO_LARGE) and its `msgs_per_s` is a quota: records are taken, and the response is
+delayed by, and reports in throttle_time_ms, the time that brings the client back to its rate.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from appliance.errors import (
     StreamNotFoundError,
 )
 from appliance.kafka import records
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
@@ -42,10 +48,11 @@ PartR = TopicR.PartitionProduceResponse
 class _Outcome:
     """One partition's result: either an error now, or appends to wait for."""
 
-    __slots__ = ("index", "error", "message", "appends")
+    __slots__ = ("index", "error", "message", "appends", "records")
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.records = 0
         self.error = 0
         self.message: str | None = None
         # In batch order: a pending append, or the original result of a duplicate batch.
@@ -76,6 +83,7 @@ def _append_partition(ctx: RequestContext, topic, index: int, data) -> _Outcome:
     for h in headers:
         if h.is_control or h.is_transactional:
             return out.fail(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+    out.records = sum(h.records_count for h in headers)
     now = broker.now_ms()
     for batch in batches:
         try:
@@ -101,18 +109,33 @@ def stage(ctx: RequestContext, req: m.ProduceRequest) -> Awaitable[m.ProduceResp
     else:
         code, msg = 0, None
     outcomes: list[tuple[str, list[_Outcome]]] = []
+    throttle = 0.0
     for t in req.topic_data:
         topic = ctx.broker.topics.get(t.name)
+        d = authz.decision(ctx, "produce", t.name) if not code else None
+        cap = d.limits.max_payload if d is not None and d.allowed and d.limits is not None else None
         parts = []
         for p in t.partition_data:
-            parts.append(_Outcome(p.index).fail(code, msg) if code else _append_partition(ctx, topic, p.index, p.records))
+            if code:
+                parts.append(_Outcome(p.index).fail(code, msg))
+            elif d is not None and not d.allowed:
+                parts.append(_Outcome(p.index).fail(authz.TOPIC_DENIED, None))
+            elif cap is not None and p.records is not None and len(p.records) > cap:
+                parts.append(_Outcome(p.index).fail(ErrorCode.MESSAGE_TOO_LARGE, f"over the conduit's max_payload {cap}"))
+            else:
+                parts.append(_append_partition(ctx, topic, p.index, p.records))
+        rate = d.limits.msgs_per_s if d is not None and d.allowed and d.limits is not None else None
+        if rate and ctx.rates is not None:
+            count = sum(o.records for o in parts if not o.error)
+            throttle = max(throttle, ctx.rates.delay(d.rule_name or "", rate, count, ctx.broker.monotonic()))
         outcomes.append((t.name, parts))
     if acks == 0:
         return None
-    return _finish(ctx, outcomes, req.timeout_ms)
+    return _finish(ctx, outcomes, req.timeout_ms, throttle)
 
 
-async def _finish(ctx: RequestContext, outcomes: list[tuple[str, list[_Outcome]]], timeout_ms: int) -> m.ProduceResponse:
+async def _finish(ctx: RequestContext, outcomes: list[tuple[str, list[_Outcome]]], timeout_ms: int,
+                  throttle: float = 0.0) -> m.ProduceResponse:
     timeout = max(timeout_ms, 0) / 1000 if timeout_ms > 0 else 30.0
     responses = []
     with trio.move_on_after(timeout) as scope:
@@ -125,7 +148,9 @@ async def _finish(ctx: RequestContext, outcomes: list[tuple[str, list[_Outcome]]
         responses = [TopicR(name=name, partition_responses=[
             PartR(index=o.index, error_code=ErrorCode.REQUEST_TIMED_OUT, base_offset=-1) for o in parts])
             for name, parts in outcomes]
-    return R(responses=responses, throttle_time_ms=0)
+    if throttle > 0:  # over the conduit's msgs_per_s: hold the answer back (the data is already in)
+        await trio.sleep(min(throttle, 30.0))
+    return R(responses=responses, throttle_time_ms=min(int(throttle * 1000), 30_000))
 
 
 async def _partition_response(ctx: RequestContext, o: _Outcome) -> PartR:

@@ -7,6 +7,7 @@ COORDINATOR_NOT_AVAILABLE at once.
 
 from __future__ import annotations
 
+from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
 from appliance.kafka.protocol import messages as m
 
@@ -16,6 +17,8 @@ VERSIONS = (0, 5)
 
 async def handle(ctx: RequestContext, req: m.SyncGroupRequest) -> m.SyncGroupResponse:
     v = ctx.api_version
+    if authz.group_error(ctx, "group_join", req.group_id):
+        return m.SyncGroupResponse(throttle_time_ms=0, error_code=authz.GROUP_DENIED, assignment=b"")
     res = await ctx.broker.groups.sync_group(
         req.group_id,
         req.generation_id,
