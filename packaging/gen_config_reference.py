@@ -50,7 +50,13 @@ _PARSER_TYPES: dict[str, str] = {
     "parse_forward_rules": "array of tables",
     "parse_mqtt_filter": "MQTT topic filter (`+`, `#`, `{name}` levels)",
     "parse_template": "template over topic levels",
+    "parse_listener_name": "name (`A-Z a-z 0-9 . _ -`)",
+    "parse_zone_name": "name (`A-Z a-z 0-9 . _ -`), or unset",
 }
+
+# Annotation words as a site config author says them, for parsers not listed above (lambdas).
+_ANNOTATION_WORDS = {"str": "string", "int": "integer", "float": "number", "bool": "true / false", "Path": "path",
+                     "HostPort": '"HOST:PORT"'}
 
 
 class Row(NamedTuple):
@@ -80,8 +86,10 @@ def describe_parser(parse: Callable[..., Any], annotation: Any) -> str:
         return "one of " + ", ".join(f"`{c}`" for c in _closure(parse)["choices"])
     if name in _PARSER_TYPES:
         return _PARSER_TYPES[name]
-    text = str(annotation).replace("HostPort", '"HOST:PORT"')
-    return text.replace(" | None", ", or unset")
+    words = [w.strip() for w in str(annotation).split("|")]
+    optional = "None" in words
+    text = " or ".join(_ANNOTATION_WORDS.get(w, w) for w in words if w != "None")
+    return text + (", or unset" if optional else "")
 
 
 def _is_size(parse: Callable[..., Any]) -> bool:
