@@ -154,7 +154,7 @@ class Appliance:
         from appliance.transport.mqtt_server import serve_mqtt
 
         s = self.settings
-        state = MetaStoreMqttState(self.storage.meta)
+        state = MetaStoreMqttState(self.storage.meta, lock=trio.Lock(), clock=trio.current_time)
         # Accepted PUBLISHes become Kafka records; PUBACK/PUBREC wait for their WAL fsync.
         self.ingest = KafkaIngestSink(Ingestor(s), self.broker, max_pending=s.ingest.max_pending)
         self.mqtt = MqttBroker(Limits.from_settings(s.mqtt), sink=self.ingest, state_store=state)

@@ -62,6 +62,12 @@ class MqttStats:
         return asdict(self)
 
 
+async def _all_of(*waiters: Awaitable[None] | None) -> None:
+    for w in waiters:
+        if w is not None:
+            await w
+
+
 def _discard(waiter: Any) -> None:
     close = getattr(waiter, "close", None)
     if close is not None:
@@ -196,9 +202,15 @@ class Broker:
             _discard(waiter)
             waiter = None
         self.stats.messages_in += 1
+        store = self.state_store
+        marks = store.generation if store is not None else 0
         if msg.retain:
             self._set_retained(msg)
         self.route(msg, now)
+        if msg.qos and store is not None and store.generation != marks:
+            # Queued for an offline persistent session (or a retained change): the publisher's
+            # acknowledgement also waits until that state is durable.
+            waiter = _all_of(waiter, store.written_through(store.generation))
         return waiter
 
     def restore_session(self, session: SessionState) -> None:

@@ -3,6 +3,10 @@
 The broker core is synchronous, so it only *marks* what changed (`retained_changed`,
 `session_changed`, `session_ended`); the adapter's ticker calls `flush(now)` about twice a second
 and once more on graceful shutdown, batching all changes of a namespace into one `put_many`.
+Each mark bumps `generation`; `written_through(gen)` waits until a flush has written every mark up
+to `gen`. The broker makes a QoS 1/2 publisher's acknowledgement wait for it when the message was
+queued for an offline persistent session (or changed a retained message), so an acknowledged
+message is never lost from a subscriber's queue by a crash.
 `restore(broker, now)` rebuilds retained messages and offline persistent sessions at start-up.
 
 What is kept: retained messages; persistent sessions (expiry > 0) with their subscriptions,
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.mqtt.codec import SubscriptionOptions
@@ -50,36 +55,73 @@ class MqttStateStore(Protocol):
         """Write what changed since the last flush durably (one write per namespace)."""
         ...
 
+    generation: int
+
+    async def written_through(self, generation: int) -> None:
+        """Return once every mark up to `generation` is durable (flushing now if needed)."""
+        ...
+
     def restore(self, broker: Broker, now: float) -> None:
         """Load retained messages and persistent sessions into a fresh broker."""
         ...
 
 
+class _Unlocked:
+    """No lock: for callers that never flush concurrently (tests driving the core directly)."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
 class MetaStoreMqttState:
     """MqttStateStore over the storage MetaStore port (namespaces mqtt.retained, mqtt.sessions)."""
 
-    def __init__(self, meta: MetaStore, *, wall_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, meta: MetaStore, *, wall_ms: Callable[[], int] | None = None,
+                 lock: AbstractAsyncContextManager[Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`lock` serialises flushes (the adapter passes a trio.Lock; the core stays IO-free);
+        `clock` is the broker's monotonic clock, for `written_through`."""
         self.meta = meta
         self._wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)
         self._retained: dict[str, Message | None] = {}
         self._sessions: dict[str, SessionState | None] = {}
         self.flushes = 0
+        self.generation = 0  # bumped by every mark
+        self._written = 0  # every mark up to this generation is durable
+        self._lock = lock if lock is not None else _Unlocked()
+        self._clock = clock
 
     # --- marks (sync, from the broker core) ----------------------------------------------------
 
     def retained_changed(self, topic: str, msg: Message | None) -> None:
         self._retained[topic] = msg
+        self.generation += 1
 
     def session_changed(self, session: SessionState) -> None:
         if session.expiry_interval > 0:
             self._sessions[session.client_id] = session
+            self.generation += 1
 
     def session_ended(self, client_id: str) -> None:
         self._sessions[client_id] = None
+        self.generation += 1
 
     # --- writes --------------------------------------------------------------------------------
 
     async def flush(self, now: float) -> None:
+        async with self._lock:  # one writer at a time, so `_written` only moves past what is on disk
+            target = self.generation
+            await self._write(now)
+            self._written = max(self._written, target)
+
+    async def written_through(self, generation: int) -> None:
+        while self._written < generation:
+            await self.flush(self._clock())
+
+    async def _write(self, now: float) -> None:
         if not self._retained and not self._sessions:
             return
         wall = self._wall_ms()
