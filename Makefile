@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast venv deps system-deps js-deps lint generate docs pyz lock units clean bench
+.PHONY: run test test-fast venv deps system-deps js-deps lint generate docs pyz lock units clean bench faults faults-long
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,16 @@ units: venv
 
 bench: deps
 	$(PY) bench/kafka_produce_consume.py
+
+# Reliability harness (tests/faults/): crash loops, full disk, torn WAL, stuck clients, hostile input.
+# The short version also runs in `make test`; the long one (100 kills, 1M hostile frames, ...) takes
+# about half an hour and appends its figures to bench/faults-report.jsonl for bench/RESULTS.md.
+faults: $(VENV)/.test-installed
+	$(PY) -m pytest -q tests/faults
+
+faults-long: $(VENV)/.test-installed
+	FAULTS_LONG=1 FAULTS_REPORT=bench/faults-report.jsonl $(PY) -m pytest -q -s -p no:warnings tests/faults
+	$(PY) -m tests.faults.report bench/faults-report.jsonl
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -249,6 +249,8 @@ class KafkaSettings:
     group_min_session_timeout: float = setting(6.0, parse_duration, "shortest session.timeout.ms a group member may ask for")
     group_max_session_timeout: float = setting(1800.0, parse_duration, "longest session.timeout.ms a group member may ask for")
     connections_max_idle: float = setting(600.0, parse_duration, "close Kafka connections idle this long")
+    max_connections: int = setting(4096, parse_int(1, 1_000_000),
+                                   "open connections per Kafka listener; beyond it new ones are closed at once")
 
     @property
     def node_host(self) -> str:

@@ -297,8 +297,9 @@ async def _serve(settings: Settings) -> None:
             nursery.cancel_scope.cancel()
 
 
-def _startup_error(exc: BaseException) -> StartupError | None:
-    if isinstance(exc, StartupError):
+def _startup_error(exc: BaseException) -> StartupError | OSError | None:
+    """A StartupError, or an OSError such as a full or read-only data dir, inside trio's groups."""
+    if isinstance(exc, (StartupError, OSError)):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for e in exc.exceptions:

@@ -9,6 +9,9 @@ Bad bytes close only their own connection, with a logged reason; the broker carr
 Security (transport/guard.py): a TLS listener completes the handshake before any byte reaches the
 framing; the peer's certificate identity, the listener's name, zone and advertised address go
 into every RequestContext, and handlers authorize through `appliance/kafka/api/authz.py`.
+At `kafka.max_connections` open connections a listener closes each new one as soon as it is
+accepted (logged as `connection_refused`, at most once a second with a count), so a connection
+flood cannot exhaust file descriptors or memory; the connections already open carry on.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from appliance.transport.guard import HandshakeRefused, ListenerGuard
 log = get_logger("kafka")
 
 MAX_PIPELINED = 16  # responses queued per connection before we stop reading more requests
+REFUSAL_LOG_INTERVAL = 1.0  # seconds between connection_refused lines during a flood
 API_VERSIONS_KEY = 18
 
 
@@ -80,6 +84,9 @@ class KafkaServer:
         self._read_scopes: dict[int, trio.CancelScope] = {}
         self._draining = False
         self.connections = 0
+        self.refused = 0
+        self._refused_unlogged = 0
+        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
         self.requests = 0
         self.errors = 0
 
@@ -118,7 +125,31 @@ class KafkaServer:
                 log.warning("accept_failed", listener=self.name, error=str(e))
                 await trio.sleep(0.1)
                 continue
+            limit = self.broker.kafka.max_connections
+            if self.connections >= limit:
+                await self._refuse(stream, limit)
+                continue
+            self.connections += 1  # counted here, not in the task, so a burst of accepts sees it
             conns.start_soon(self._serve_connection, stream)
+
+    async def _refuse(self, stream: trio.SocketStream, limit: int) -> None:
+        self.refused += 1
+        self._refused_unlogged += 1
+        now = trio.current_time()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+            try:
+                peer = "{}:{}".format(*stream.socket.getpeername()[:2])
+            except OSError:
+                peer = "?"
+            log.warning("connection_refused", listener=self.name, peer=peer, refused=self._refused_unlogged,
+                        reason=f"listener at its limit of {limit} connections")
+            self._refusal_logged_at = now
+            self._refused_unlogged = 0
+        with trio.CancelScope(shield=True):
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     async def _serve_connection(self, stream: trio.abc.Stream) -> None:
         conn_id = next(self._ids)
@@ -126,7 +157,6 @@ class KafkaServer:
             peer = "{}:{}".format(*stream.socket.getpeername()[:2])  # type: ignore[attr-defined]
         except OSError:
             peer = "?"
-        self.connections += 1
         reason = "client closed"
         try:
             if self.guard.uses_tls:

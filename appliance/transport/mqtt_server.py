@@ -45,6 +45,7 @@ _CLOSE_FLUSH_SECONDS = 2.0  # time allowed to write a final CONNACK/DISCONNECT
 _LINGER_SECONDS = 0.5  # after a server-side close, drain the peer's input this long...
 _LINGER_BYTES = 1 << 20  # ...or this much, whichever comes first
 TICK_SECONDS = 0.5
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
 
 
 async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLContext | None = None,
@@ -254,6 +255,12 @@ class _ConnectionHandler:
                     self._drained.set()
                 if conn.closing:
                     return
+        except _TRANSPORT_ERRORS as e:
+            # The peer went away mid-send: an ordinary end of a connection. Raised from here it
+            # would reach the listener's nursery wrapped in an exception group (which the except
+            # clause in run() does not match) and stop the whole appliance.
+            conn.closing = True
+            conn.close_reason = conn.close_reason or f"transport: {type(e).__name__}"
         finally:
             self._drained.set()
             cancel_scope.cancel()

@@ -26,12 +26,17 @@ R = m.FetchResponse
 TopicR = R.FetchableTopicResponse
 PartR = TopicR.PartitionData
 READ_COMMITTED = 1
+# Kafka's default broker `fetch.max.bytes` (55 MiB): whatever max_bytes a request asks for, and
+# however many times it names a partition, one response never holds more than this (plus the
+# first batch, which always goes out so a consumer progresses). Without it one small request could
+# make the broker build a response of partition size x repetitions.
+FETCH_MAX_BYTES = 55 << 20
 
 
 async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchResponse, int, dict[int, int]]:
     broker = ctx.broker
     by_id = ctx.api_version >= 13
-    budget = req.max_bytes if req.max_bytes > 0 else 0x7FFFFFFF
+    budget = min(req.max_bytes, FETCH_MAX_BYTES) if req.max_bytes > 0 else FETCH_MAX_BYTES
     total = 0
     interests: dict[int, int] = {}
     aborted = [] if req.isolation_level == READ_COMMITTED else None

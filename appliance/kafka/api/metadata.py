@@ -2,7 +2,8 @@
 
 A single-node cluster: this node leads every partition. Topics are auto-created here (not on
 Produce) when both the broker setting and the request allow it, as Kafka does. v0 "no topics"
-means all topics; from v1 a null list means all and an empty list none.
+means all topics; from v1 a null list means all and an empty list none. Topics by id (null
+name) from v12; before that a null name gets INVALID_REQUEST, as in Kafka.
 Authorization (authz.py): "all topics" leaves out what the client may not describe; a named
 topic it may not describe answers TOPIC_AUTHORIZATION_FAILED; auto-creation needs create_topic.
 The broker entry is the listener the client came in on.
@@ -52,7 +53,12 @@ async def handle(ctx: RequestContext, req: m.MetadataRequest) -> m.MetadataRespo
     else:
         allow_create = broker.kafka.auto_create_topics and (version < 4 or req.allow_auto_topic_creation)
         for want in req.topics:
-            if want.name is None:  # by id (v10+)
+            if want.name is None and version < 12:
+                # Topic ids in Metadata requests arrive with v12; a null name before it is invalid
+                # (and could not be encoded back: the response name is nullable only from v12).
+                entries.append(_error_entry("", ErrorCode.INVALID_REQUEST, want.topic_id))
+                continue
+            if want.name is None:  # by id (v12+)
                 topic = broker.topics.by_id(want.topic_id)
                 if topic is not None and authz.topic_error(ctx, "describe", topic.name):
                     entries.append(_error_entry(None, authz.TOPIC_DENIED, want.topic_id))
