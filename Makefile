@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 DATA   ?= ./var
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast venv deps system-deps js-deps lint generate pyz lock units clean bench faults faults-long
+.PHONY: run test test-fast venv deps system-deps js-deps lint generate docs pyz lock units clean bench faults faults-long
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ lint: $(VENV)/.test-installed
 # Regenerates the Kafka message classes from ../shared/kafka-protocol/message-specs.
 generate: venv
 	$(PY) packaging/gen_kafka_protocol.py
+
+# Rewrites docs/configuration.md and the README's configuration index from appliance/config.py.
+docs: venv
+	$(PY) packaging/gen_config_reference.py
 
 # dist/millstream.pyz: one zipapp for CPython 3.10-3.13 on x86_64 Linux (glibc >= 2.28), built
 # reproducibly from packaging/requirements.lock. See packaging/README.md.

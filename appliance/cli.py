@@ -136,25 +136,84 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from appliance.config import describe, describe_arrays, load_settings
+    import dataclasses
+
+    from appliance import config
     from appliance.inventory.checks import check_settings
     from appliance.inventory.report import format_findings
 
-    settings = load_settings(args.file)
-    print(f"{args.file}: OK")
-    for section, values in describe(settings).items():
-        print(f"[{section}]")
-        for k, v in values.items():
-            print(f"  {k} = {json.dumps(v)}")
-    for section, items in describe_arrays(settings).items():
-        for values in items:
-            print(f"[[{section}]]")
-            for k, v in values.items():
-                print(f"  {k} = {json.dumps(v)}")
+    try:
+        settings = config.load_settings(args.file)
+    except ConfigError as e:
+        if args.json:  # scripts get the problem on stdout too; the usual line still goes to stderr
+            print(json.dumps({"file": args.file, "ok": False, "error": {"key": e.key, "problem": e.problem}}))
+        raise
+    sections = _plain_rules(config.describe(settings))
+    arrays = _plain_rules(config.describe_arrays(settings))
+
+    def left_at_default(cls: type, values: dict[str, Any]) -> list[str]:
+        fields = {f.metadata.get("key") or f.name: f for f in dataclasses.fields(cls)}
+        return [k for k, v in values.items() if k in fields and _field_default(fields[k]) == v]
+
+    defaulted = {name: left_at_default(config.SECTIONS[name], values) for name, values in sections.items()}
     # Placement checks without live rates (those say "not measured yet"); errors fail the check.
     findings = check_settings(settings)
+    failed = any(f.severity == "error" for f in findings)
+    if args.json:
+        print(json.dumps({"file": args.file, "ok": not failed, "settings": sections, "arrays": arrays,
+                          "defaulted": defaulted, "findings": [f.as_dict() for f in findings]}))
+        return 1 if failed else 0
+    print(f"{args.file}: OK")
+    print("# every effective setting; \"# default\" marks keys the file leaves at their default")
+    for section, values in sections.items():
+        print(f"[{section}]")
+        _print_values(values, defaulted[section])
+    for section, items in arrays.items():
+        if not items:
+            print(f"# [[{section}]]: none")
+        for values in items:
+            print(f"[[{section}]]")
+            _print_values(values, left_at_default(config.ARRAY_SECTIONS[section], values))
     print("\n".join(format_findings(findings)))
-    return 1 if any(f.severity == "error" for f in findings) else 0
+    return 1 if failed else 0
+
+
+def _print_values(values: dict[str, Any], defaulted: list[str]) -> None:
+    for k, v in values.items():
+        note = "  # default" if k in defaulted else ""
+        print(f"  # {k} is unset{note}" if v is None else f"  {k} = {_toml_value(v)}{note}")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v)  # strings, numbers and booleans are written alike in JSON and TOML
+
+
+def _plain_rules(value: Any) -> Any:
+    """Named tuples in settings (e.g. [[uplink.forward]] rules) as tables of their set fields."""
+    if hasattr(value, "_asdict"):
+        return {k: _plain_rules(v) for k, v in value._asdict().items() if v is not None}
+    if isinstance(value, dict):
+        return {k: _plain_rules(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_rules(v) for v in value]
+    return value
+
+
+def _field_default(f: Any) -> Any:
+    """A settings field's default as `describe` shows values (a required field has none)."""
+    import dataclasses
+
+    from appliance.config import _plain
+
+    if f.default is not dataclasses.MISSING:
+        return _plain(f.default)
+    if f.default_factory is not dataclasses.MISSING:
+        return _plain(f.default_factory())
+    return dataclasses.MISSING
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="config_command", metavar="ACTION")
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
+    chk.add_argument("--json", action="store_true", help="print JSON (settings, arrays, defaulted keys, findings)")
     register_security(sub)
     cli_service.register(sub)
     cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API

@@ -207,6 +207,8 @@ def build_section(cls: type, table: Mapping[str, Any], source: str, prefix: str)
 
 @dataclass(frozen=True)
 class NodeSettings:
+    """This appliance: its role, its broker id and where it keeps its data."""
+
     role: str = setting("plant", parse_choice("plant", "cloud"), "plant or cloud")
     id: int = setting(1, parse_int(0, 2**31 - 1), "broker id advertised to Kafka clients")
     data_dir: Path = setting(Path("./var"), parse_path, "WAL, metadata, certificates")
@@ -223,7 +225,10 @@ def _log_file_size(value: Any) -> int:
 
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = setting("info", parse_choice("debug", "info", "warning", "error"))
+    """Logs: key=value lines, one per event, to stderr (the journal under systemd) or a rotating file."""
+
+    level: str = setting("info", parse_choice("debug", "info", "warning", "error"),
+                       "lowest level written")
     file: str | None = setting(None, parse_optional_str, "rotating log file instead of stderr")
     file_max_size: int = setting(20 << 20, _log_file_size, "rotate the log file at this size (>= 1KiB)")
     file_backups: int = setting(5, parse_int(1, 1000), "rotated log files kept (file.1 ... file.N)")
@@ -231,7 +236,9 @@ class LogSettings:
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    listen: HostPort = setting(HostPort("0.0.0.0", 9092), parse_host_port)
+    """The Kafka-protocol listener that producers, consumers and admin tools connect to."""
+
+    listen: HostPort = setting(HostPort("0.0.0.0", 9092), parse_host_port, "Kafka listener (port 0: any free port)")
     advertised_host: str | None = setting(None, parse_optional_str, "host name given to clients in Metadata")
     auto_create_topics: bool = setting(True, parse_bool, "create topics on first Metadata/Produce")
     num_partitions: int = setting(1, parse_int(1, 10_000), "partitions of auto-created topics")
@@ -239,8 +246,8 @@ class KafkaSettings:
     max_request_size: int = setting(100 << 20, parse_size, "largest request frame accepted")
     fetch_max_wait_cap: float = setting(30.0, parse_duration, "upper bound on a Fetch long poll")
     group_initial_rebalance_delay: float = setting(0.5, parse_duration, "wait for more members on a new group")
-    group_min_session_timeout: float = setting(6.0, parse_duration)
-    group_max_session_timeout: float = setting(1800.0, parse_duration)
+    group_min_session_timeout: float = setting(6.0, parse_duration, "shortest session.timeout.ms a group member may ask for")
+    group_max_session_timeout: float = setting(1800.0, parse_duration, "longest session.timeout.ms a group member may ask for")
     connections_max_idle: float = setting(600.0, parse_duration, "close Kafka connections idle this long")
     max_connections: int = setting(4096, parse_int(1, 1_000_000),
                                    "open connections per Kafka listener; beyond it new ones are closed at once")
@@ -252,6 +259,8 @@ class KafkaSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
+    """Where and how records are kept: the write-ahead log (`<data_dir>/wal/`), metadata, their limits."""
+
     wal_segment_size: int = setting(64 << 20, parse_size, "WAL segment file size")
     wal_budget: int = setting(8 << 30, parse_size, "disk the WAL may use before producers are pushed back")
     fsync: bool = setting(True, parse_bool, "fsync before acknowledging (turn off only for throwaway tests)")
@@ -277,6 +286,8 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
+    """The admin API (HTTP/JSON) used by `millstream status`, `topics`, `groups`, the TUI and /metrics."""
+
     listen: HostPort = setting(HostPort("127.0.0.1", 9644), parse_host_port,
                                "admin API (HTTP/JSON); keep it on loopback until mTLS is configured")
     unix_socket: str | None = setting(None, parse_optional_str,
@@ -331,7 +342,9 @@ class UplinkSettings:
     enabled: bool = setting(False, parse_bool, "forward local topics to the cloud (plant role only)")
     bootstrap: tuple[str, ...] = setting((), parse_bootstrap, "cloud Kafka bootstrap addresses, HOST:PORT")
     site: str = setting("", parse_str, "site id, used as {site} in cloud topic names")
-    forward: tuple[ForwardRule, ...] = setting((), parse_forward_rules, "[[uplink.forward]] topic/prefix, cloud, priority")
+    forward: tuple[ForwardRule, ...] = setting(
+        (), parse_forward_rules, "[[uplink.forward]] tables: topic = NAME or prefix = PREFIX; cloud = template over "
+        "{site} and {topic} (default \"{site}.{topic}\"); priority 0..1000, lower drains first (default 10)")
     create_topics: bool = setting(False, parse_bool, "create missing cloud topics with the local partition count")
     replication_factor: int = setting(-1, parse_int(-1, 32767), "replication factor of created cloud topics (-1: broker default)")
     start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
@@ -360,8 +373,10 @@ class UplinkSettings:
 
 @dataclass(frozen=True)
 class MqttSettings:
+    """The MQTT broker (3.1.1 and 5.0) that devices and gateways publish to."""
+
     enabled: bool | None = setting(None, lambda v: None if v == "auto" else parse_bool(v),
-                                   'true, false or "auto" (on for the plant role, off for the cloud role)')
+                                   'true, false or "auto"; unset means "auto": on for the plant role, off for the cloud role')
     listen: HostPort = setting(HostPort("0.0.0.0", 1883), parse_host_port, "MQTT listener (3.1.1 and 5.0)")
     max_packet_size: int = setting(1 << 20, parse_size, "largest MQTT packet a client may send")
     max_queued_messages: int = setting(1000, parse_int(1, 10_000_000),
@@ -442,6 +457,8 @@ PLACEMENTS = ("machine", "plant_edge", "regional", "cloud", "lake")
 
 @dataclass(frozen=True)
 class InventorySettings:
+    """Site-wide figures the stream inventory (`[[streams]]`) is checked against."""
+
     worst_wan_outage: float = setting(86400.0, parse_duration,
                                       "longest WAN outage the plant must ride out without losing forwarded data")
     plant_disk_budget: int = setting(0, parse_size,
@@ -502,6 +519,8 @@ def parse_template(value: Any) -> str:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """MQTT -> Kafka ingestion: what happens to messages no `[[mqtt_map]]` rule matches, back-pressure."""
+
     unmapped: str = setting("default", parse_choice("default", "reject"),
                             "MQTT topics no [[mqtt_map]] rule matches: to default_topic, or refused (0x90)")
     default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
@@ -542,12 +561,12 @@ class AssetRule:
 
     match: str = required(parse_mqtt_filter, "MQTT topic filter (named levels allowed)")
     path: str = setting("", parse_template, "enterprise/site/area/line/cell/asset in one template (prefix allowed)")
-    enterprise: str = setting("", parse_template)
-    site: str = setting("", parse_template)
-    area: str = setting("", parse_template)
-    line: str = setting("", parse_template)
-    cell: str = setting("", parse_template)
-    asset: str = setting("", parse_template)
+    enterprise: str = setting("", parse_template, "ISA-95 enterprise (a template); set, it wins over the same level of path")
+    site: str = setting("", parse_template, "ISA-95 site (a template); set, it wins over the same level of path")
+    area: str = setting("", parse_template, "ISA-95 area (a template); set, it wins over the same level of path")
+    line: str = setting("", parse_template, "ISA-95 line (a template); set, it wins over the same level of path")
+    cell: str = setting("", parse_template, "ISA-95 cell (a template); set, it wins over the same level of path")
+    asset: str = setting("", parse_template, "ISA-95 asset (a template); set, it wins over the same level of path")
 
     def __post_init__(self) -> None:
         _check_template_names(self.match, **{n: getattr(self, n) for n in ("path", *ISA95_LEVELS)})
@@ -566,6 +585,8 @@ class MqttOutRule:
 
 @dataclass(frozen=True)
 class SparkplugSettings:
+    """Sparkplug B (`spBv1.0/#`): decoded into one Kafka record per metric, raw payloads kept aside."""
+
     enabled: bool = setting(True, parse_bool, "decode spBv1.0/# as Sparkplug B (else it is mapped like any topic)")
     kafka_topic: str = setting("sparkplug.metrics", parse_template,
                                "normalised metric records; template over {group}, {edge_node}, {device}")
@@ -575,15 +596,18 @@ class SparkplugSettings:
 
 @dataclass(frozen=True)
 class BridgeSettings:
+    """Bridge mode: subscribe to an upstream MQTT broker and ingest what it sends like local publishes."""
+
     upstream: HostPort | None = setting(None, lambda v: None if v in (None, "") else parse_host_port(v),
                                         "upstream MQTT broker HOST:PORT (empty: bridge off)")
     client_id: str = setting("millstream-bridge", parse_str, "client id (the persistent session's name upstream)")
     filters: tuple[str, ...] = setting((), parse_str_list, "topic filters subscribed upstream")
     qos: int = setting(1, parse_int(0, 2), "subscription QoS (1: acknowledged upstream only once durable here)")
     session_expiry: int = setting(86400, parse_int(0, 0xFFFFFFFF), "seconds the upstream keeps our session")
-    keep_alive: int = setting(30, parse_int(0, 65535), "seconds")
-    username: str | None = setting(None, parse_optional_str)
-    password: str | None = setting(None, parse_optional_str)
+    keep_alive: int = setting(30, parse_int(0, 65535), "keep-alive asked of the upstream broker, seconds")
+    username: str | None = setting(None, parse_optional_str, "user name sent to the upstream broker (unset: none)")
+    password: str | None = setting(None, parse_optional_str,
+                                   "password sent to the upstream broker (unset: none); keep the file 0600")
     local_prefix: str = setting("", parse_str, "prefix put before bridged topics locally (e.g. \"upstream/\")")
     backoff_min: float = setting(0.5, parse_duration, "first reconnect delay")
     backoff_max: float = setting(30.0, parse_duration, "reconnect delay cap (doubling, with jitter)")

@@ -99,6 +99,7 @@ class RunningPyz:
     data_dir: Path
     kafka_port: int
     admin_port: int
+    mqtt_port: int
 
     @property
     def bootstrap(self) -> str:
@@ -107,22 +108,27 @@ class RunningPyz:
 
 @contextlib.contextmanager
 def started_pyz(python: str, pyz: Path, tmp: Path, *extra: str, cache: Path | None = None,
-                ready_timeout: float = 60.0) -> Iterator[RunningPyz]:
+                ready_timeout: float = 60.0, data_dir: Path | None = None) -> Iterator[RunningPyz]:
     """`millstream.pyz run` with a temp data dir and free loopback ports; stopped with SIGTERM on exit.
 
-    `cache` is MILLSTREAM_CACHE (default tmp/cache, i.e. a first run that extracts).
-    Ready when the Kafka port accepts connections. Raises with the process output if it exits or
-    does not become ready within ready_timeout.
+    `cache` is MILLSTREAM_CACHE (default tmp/cache, i.e. a first run that extracts); `data_dir`
+    defaults to tmp/data (pass the same one again to restart over the same data).
+    Ready when the appliance wrote `<data-dir>/run/ready.json` (every listener is up) and the Kafka
+    port accepts connections. Raises with the process output if it exits or does not become ready
+    within ready_timeout.
     """
-    data_dir = tmp / "data"
+    data_dir = data_dir or tmp / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    kafka_port, admin_port = free_port(), free_port()
+    ready_file = data_dir / "run" / "ready.json"
+    ready_file.unlink(missing_ok=True)  # left behind only by a killed run
+    kafka_port, admin_port, mqtt_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIV_", "PYTHON"))}
     env["MILLSTREAM_CACHE"] = str(cache or tmp / "cache")
-    log = open(tmp / "pyz.log", "w+")
+    log = open(tmp / "pyz.log", "a+")
     proc = subprocess.Popen(
         [python, str(pyz), "run", "--data-dir", str(data_dir), "--kafka-listen", f"127.0.0.1:{kafka_port}",
-         "--admin-listen", f"127.0.0.1:{admin_port}", "--no-fsync", *extra],
+         "--admin-listen", f"127.0.0.1:{admin_port}", "--mqtt-listen", f"127.0.0.1:{mqtt_port}", "--no-fsync",
+         *extra],
         stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         deadline = time.monotonic() + ready_timeout
@@ -130,13 +136,14 @@ def started_pyz(python: str, pyz: Path, tmp: Path, *extra: str, cache: Path | No
             if proc.poll() is not None:
                 log.seek(0)
                 raise RuntimeError(f"millstream.pyz exited with {proc.returncode}:\n{log.read()[-4000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", kafka_port), timeout=0.2):
-                break
+            if ready_file.exists():
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", kafka_port), timeout=0.2):
+                    break
             if time.monotonic() > deadline:
                 log.seek(0)
                 raise RuntimeError(f"millstream.pyz not ready in {ready_timeout}s:\n{log.read()[-4000:]}")
             time.sleep(0.05)
-        yield RunningPyz(proc, data_dir, kafka_port, admin_port)
+        yield RunningPyz(proc, data_dir, kafka_port, admin_port, mqtt_port)
     finally:
         if proc.poll() is None:
             proc.terminate()
