@@ -98,18 +98,7 @@ def wait_for_count(bootstrap: str, topic: str, partitions: int, expected: int, t
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[tuple[int, int, bytes | None, bytes]]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"verify-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            msg = c.poll(0.3)
-            if msg is None:
-                continue
-            assert msg.error() is None, msg.error()
-            out.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
-    finally:
-        c.close()
-    return out
+    """Everything a fresh consumer group reads from the beginning (the e2e suite's own helper)."""
+    from tests.e2e.test_confluent_kafka import consume_all
+
+    return consume_all(bootstrap, topic, expected, timeout=timeout)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from appliance.errors import ProtocolError
+from appliance.errors import CorruptRecordError, ProtocolError
+from appliance.kafka.varint import decode_uvarint
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -28,20 +29,11 @@ class WireError(ProtocolError):
 
 
 def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    end = len(buf)
-    while True:
-        if pos >= end:
-            raise WireError("varint runs past the end of the message")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise WireError("varint longer than 10 bytes")
+    """Protobuf varints are the same LEB128 as Kafka's unsigned varints: one decoder serves both."""
+    try:
+        return decode_uvarint(buf, pos)
+    except CorruptRecordError as e:
+        raise WireError(f"bad varint: {e}") from None
 
 
 def fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | bytes]]:
