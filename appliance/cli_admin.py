@@ -19,7 +19,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from appliance.admin.client import DEFAULT_URL, AdminAPIError, AdminClient
-from appliance.admin.models import GroupInfo, Status, TopicInfo, to_plain
+from appliance.admin.models import (
+    GroupInfo,
+    Status,
+    TopicInfo,
+    human_bytes,
+    human_duration_ms,
+    human_uptime,
+    to_plain,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -39,36 +47,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         return "  ".join(parts).rstrip()
 
     return "\n".join([line(headers)] + [line(r) for r in cells])
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def human_duration_ms(ms: str) -> str:
-    try:
-        n = int(ms)
-    except ValueError:
-        return ms
-    if n < 0:
-        return "forever"
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n}ms"
-
-
-def human_uptime(seconds: float) -> str:
-    s = int(seconds)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
 def _kv(pairs: Sequence[str], flag: str) -> dict[str, str]:

@@ -24,10 +24,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
 from appliance.admin.client import AdminAPIError, AsyncAdminClient
-from appliance.admin.models import UplinkStatus
+from appliance.admin.models import UplinkStatus, human_duration_ms
 from tui.clients import ClientsPane
 from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
-from tui.format import human_duration_ms
 from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
 from tui.source import AdminSource

@@ -7,8 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from appliance.admin.models import Clients
-from tui.format import human_uptime
+from appliance.admin.models import Clients, human_uptime
 from tui.panes import num, sync_table
 
 MQTT_VERSIONS = {3: "3.1", 4: "3.1.1", 5: "5"}

@@ -11,7 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from tui.format import human_duration_ms, parse_retention
+from appliance.admin.models import human_duration_ms
+from tui.format import parse_retention
 
 
 class ConfirmDialog(ModalScreen[bool]):

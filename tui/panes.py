@@ -12,8 +12,16 @@ from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Sparkline, Static
 
-from appliance.admin.models import GroupInfo, Status, StorageInfo, TopicInfo
-from tui.format import human_bytes, human_duration_ms, human_rate, human_uptime
+from appliance.admin.models import (
+    GroupInfo,
+    Status,
+    StorageInfo,
+    TopicInfo,
+    human_bytes,
+    human_duration_ms,
+    human_uptime,
+)
+from tui.format import human_rate
 
 HISTORY = 60  # samples kept for the sparklines (one a refresh: a minute at 1 s)
 

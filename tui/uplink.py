@@ -7,8 +7,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from appliance.admin.models import UplinkStatus
-from tui.format import human_bytes, human_rate
+from appliance.admin.models import UplinkStatus, human_bytes
+from tui.format import human_rate
 from tui.panes import num, sync_table
 
 

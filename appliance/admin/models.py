@@ -379,3 +379,37 @@ def decode(tp: Any, data: Any, where: str = "body") -> Any:
 
 def decode_as(tp: type[T], data: Any, where: str = "body") -> T:
     return decode(tp, data, where)
+
+
+# --- how the CLI and the TUI show these figures (both may import this module) -------------------
+
+
+def human_bytes(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def human_duration_ms(value: str | int) -> str:
+    """A retention in ms as "7d", "12h", "forever"; anything unparsable is shown as given."""
+    try:
+        n = int(value)
+    except ValueError:
+        return str(value)
+    if n < 0:
+        return "forever"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}ms"
+
+
+def human_uptime(seconds: float) -> str:
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
