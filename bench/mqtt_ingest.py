@@ -269,42 +269,59 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--e2e-rate", type=int, default=5000)
     ap.add_argument("--e2e-seconds", type=float, default=10)
+    ap.add_argument("--only", default="qos0,qos1,e2e",
+                    help="comma-separated parts to run: qos0, qos1, e2e (e.g. --only e2e)")
+    ap.add_argument("--no-mosquitto", action="store_true", help="skip the Mosquitto comparison")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="millstream-mqtt-bench-"))
     (work / "site.toml").write_text(MAPPING)
     mport = free_port()
     (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                                          "max_inflight_messages 0\nmax_queued_messages 0\n")
-    mosq = subprocess.Popen(["mosquitto", "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    mosq = None if args.no_mosquitto else subprocess.Popen(
+        ["mosquitto", "-c", str(work / "mosquitto.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     app = ApplianceProcess(work / "data", config=work / "site.toml").start()
     try:
         time.sleep(0.5)
         rows = []
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
         for qos in (0, 1):
+            if f"qos{qos}" not in parts:
+                continue
             cpu0 = cpu_seconds(app.proc.pid)
             ms = run_load(app.mqtt_port, qos, args)
             cpu = cpu_seconds(app.proc.pid) - cpu0
-            mo = run_load(mport, qos, args)
+            mo = run_load(mport, qos, args) if mosq is not None else None
             rows.append((qos, ms, mo, cpu))
         print(f"MQTT ingest, {args.procs} procs x {args.conns} conns, {PAYLOAD}-byte payloads, "
               f"QoS 1 window {args.window}/conn, {os.cpu_count()} CPUs")
         for qos, ms, mo, cpu in rows:
             line = (f"QoS {qos}: millstream {ms['rate']:,.0f} msg/s ({ms['messages']} msgs), "
-                    f"mosquitto {mo['rate']:,.0f} msg/s, ratio {ms['rate'] / mo['rate']:.2f}; "
-                    f"millstream CPU {cpu / max(ms['messages'], 1) * 100_000:.2f} s/100k")
+                    f"millstream CPU {cpu / max(ms['messages'], 1) * 100_000:.2f} s/100k "
+                    f"({cpu / max(ms['messages'], 1) * 1e6:.1f} us/msg)")
+            if mo is not None:
+                line += f"; mosquitto {mo['rate']:,.0f} msg/s, ratio {ms['rate'] / mo['rate']:.2f}"
             if qos == 1:
-                line += (f"; PUBACK p50/p99 millstream {ms['p50_ms']:.1f}/{ms['p99_ms']:.1f} ms, "
-                         f"mosquitto {mo['p50_ms']:.1f}/{mo['p99_ms']:.1f} ms")
+                line += f"; PUBACK p50/p99 millstream {ms['p50_ms']:.1f}/{ms['p99_ms']:.1f} ms"
+                if mo is not None:
+                    line += f", mosquitto {mo['p50_ms']:.1f}/{mo['p99_ms']:.1f} ms"
             print(line)
-        e2e = end_to_end(app, args.e2e_rate, args.e2e_seconds)
-        print(f"end to end MQTT QoS 1 -> Kafka consumer at {args.e2e_rate} msg/s for {args.e2e_seconds:.0f}s: "
-              + (f"{e2e['received']}/{e2e['sent']} received, p50 {e2e['p50_ms']:.1f} ms, p99 {e2e['p99_ms']:.1f} ms, "
-                 f"max {e2e['max_ms']:.1f} ms" if e2e.get("received") else "nothing received"))
+        if "e2e" in parts:
+            cpu0 = cpu_seconds(app.proc.pid)
+            e2e = end_to_end(app, args.e2e_rate, args.e2e_seconds)
+            cpu = cpu_seconds(app.proc.pid) - cpu0
+            print(f"end to end MQTT QoS 1 -> Kafka consumer at {args.e2e_rate} msg/s for {args.e2e_seconds:.0f}s: "
+                  + (f"{e2e['received']}/{e2e['sent']} received, p50 {e2e['p50_ms']:.1f} ms, "
+                     f"p99 {e2e['p99_ms']:.1f} ms, max {e2e['max_ms']:.1f} ms" if e2e.get("received")
+                     else "nothing received")
+                  + f"; millstream CPU {cpu / max(e2e.get('sent', 1), 1) * 1e6:.1f} us/msg (incl. the consumer's fetches)")
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     finally:
         app.kill()
-        mosq.kill()
-        mosq.wait(5)
+        if mosq is not None:
+            mosq.kill()
+            mosq.wait(5)
 
 
 if __name__ == "__main__":

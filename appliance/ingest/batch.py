@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from appliance.kafka.records import MAGIC, NO_PRODUCER_ID, NO_SEQUENCE, crc32c
 
 _CACHE_LIMIT = 20_000
-_SMALL = [bytes([(n << 1) & 0xFF]) if n < 64 else b"" for n in range(64)]  # zigzag of 0..63: one byte
 _MINUS_ONE = b"\x01"
 _TAIL = struct.Struct(">hiqqqhii")
 _HEAD = struct.Struct(">qiibI")
@@ -22,9 +21,7 @@ _HEAD = struct.Struct(">qiibI")
 Header = tuple[str, "bytes | None"]
 
 
-def zigzag(n: int) -> bytes:
-    if 0 <= n < 64:
-        return _SMALL[n]
+def _zigzag(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     out = bytearray()
     while z > 0x7F:
@@ -32,6 +29,14 @@ def zigzag(n: int) -> bytes:
         z >>= 7
     out.append(z)
     return bytes(out)
+
+
+_TABLE_SIZE = 8192  # zigzag varints of 0..8191 (one or two bytes) come from a table
+_ZZ = [_zigzag(n) for n in range(_TABLE_SIZE)]
+
+
+def zigzag(n: int) -> bytes:
+    return _ZZ[n] if 0 <= n < _TABLE_SIZE else _zigzag(n)
 
 
 def _field(data: bytes | None) -> bytes:
@@ -67,12 +72,29 @@ class BatchEncoder:
               timestamps: Sequence[int]) -> bytes:
         """An uncompressed magic-2 batch, baseOffset 0, no producer id (like build_batch)."""
         base_ts = min(timestamps)
-        parts = []
+        parts: list[bytes] = []
+        append = parts.append
+        zz, size = _ZZ, _TABLE_SIZE
+        last_key: object = parts  # never a key
+        key_field = b""
+        last_headers: object = parts
+        headers_field = b""
         for i, (key, value, headers) in enumerate(records):
-            body = b"".join((b"\x00", zigzag(timestamps[i] - base_ts), zigzag(i), _field(key), _field(value),
-                             self.headers(headers)))
-            parts.append(zigzag(len(body)))
-            parts.append(body)
+            if key is not last_key:  # records of one topic share their key and headers objects
+                key_field, last_key = _field(key), key
+            if headers is not last_headers:
+                headers_field, last_headers = self.headers(headers), headers
+            d = timestamps[i] - base_ts
+            if value is None:
+                value_field = _MINUS_ONE
+            else:
+                n = len(value)
+                value_field = (zz[n] if n < size else _zigzag(n)) + value
+            body = b"".join((b"\x00", zz[d] if 0 <= d < size else _zigzag(d), zz[i] if i < size else _zigzag(i),
+                             key_field, value_field, headers_field))
+            n = len(body)
+            append(zz[n] if n < size else _zigzag(n))
+            append(body)
         n = len(records)
         tail = _TAIL.pack(0, n - 1, base_ts, max(timestamps), NO_PRODUCER_ID, -1, NO_SEQUENCE, n) + b"".join(parts)
         return _HEAD.pack(0, len(tail) + 9, -1, MAGIC, crc32c(tail)) + tail

@@ -60,20 +60,20 @@ class Ticket:
         self._index = index
 
     def __await__(self):
-        return self._wait().__await__()
+        # A plain generator rather than a coroutine: the MQTT writer awaits one ticket per QoS 1
+        # message, most of them already settled.
+        r = self._round
+        if not r.done.is_set():
+            yield from r.done.wait().__await__()
+        if r.failed:
+            e = r.failed.get(self._index)
+            if e is not None:
+                raise type(e)(str(e))
 
     @property
     def error(self) -> StorageError | None:
         """Why the message was not stored (once awaited), for the reason code of the refusal."""
         return self._round.failed.get(self._index)
-
-    async def _wait(self) -> None:
-        r = self._round
-        if not r.done.is_set():
-            await r.done.wait()
-        e = r.failed.get(self._index)
-        if e is not None:
-            raise type(e)(str(e))
 
 
 @dataclass
@@ -118,10 +118,12 @@ class KafkaIngestSink:
         if not routed.records:
             return None
         r = self._round
-        r.items.append(routed.records)
+        items = r.items
+        items.append(routed.records)
         self._pending += 1
-        self._wake.set()
-        return Ticket(r, len(r.items) - 1) if msg.qos else None
+        if len(items) == 1:  # the pump is woken once per round, not once per message
+            self._wake.set()
+        return Ticket(r, len(items) - 1) if msg.qos else None
 
     def snapshot(self) -> dict[str, int]:
         out = self.ingestor.stats()

@@ -42,8 +42,8 @@ class PayloadInvalidError(IngestRejectedError):
     mqtt_reason = 0x99  # Payload format invalid
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
+@dataclass(slots=True)
+class OutRecord:  # read-only by contract; not `frozen`, which costs several times more per record
     topic: str  # legal Kafka topic name
     key: bytes | None
     value: bytes | None

@@ -35,10 +35,13 @@ from appliance.mqtt.sink import InboundMessage
 LOCAL_ORIGIN = "$millstream/"  # client id prefix of messages the appliance publishes itself
 
 
-@dataclass
+@dataclass(slots=True)
 class Routed:
     records: list[OutRecord] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+
+
+_NO_COMMANDS: list[Command] = []  # shared by plain messages, which never carry commands: do not append
 
 
 class Ingestor:
@@ -59,7 +62,7 @@ class Ingestor:
             t = parse_topic(msg.topic)
             if t is not None:
                 return self._sparkplug(msg, t, now)
-        return Routed([self.mapper.map(msg)])
+        return Routed([self.mapper.map(msg)], _NO_COMMANDS)
 
     def _sparkplug(self, msg: InboundMessage, t, now: float) -> Routed:
         assert self.sparkplug is not None

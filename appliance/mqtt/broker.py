@@ -193,11 +193,12 @@ class Broker:
                 is_will: bool = False) -> Awaitable[None] | None:
         """Accept a message: ingest sink, retained store, local subscribers. Returns the sink's
         durability waiter (None for QoS 0). Raises StorageError when the sink refuses it."""
-        client_id = msg.origin or ""
-        waiter = self.sink.submit(InboundMessage(
-            client_id=client_id, topic=msg.topic, payload=msg.payload, qos=msg.qos, retain=msg.retain,
-            received_at_ms=self._wall_ms(), username=publisher.username if publisher else None,
-            properties=msg.properties, protocol_version=publisher.version if publisher else 5, is_will=is_will))
+        if publisher is not None:
+            username, version = publisher.username, publisher.version
+        else:
+            username, version = None, 5
+        waiter = self.sink.submit(InboundMessage(msg.origin or "", msg.topic, msg.payload, msg.qos, msg.retain,
+                                                 self._wall_ms(), username, msg.properties, version, is_will))
         if msg.qos == 0 and waiter is not None:
             _discard(waiter)
             waiter = None

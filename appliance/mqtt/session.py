@@ -242,6 +242,7 @@ class Connection:
         self.close_reason = ""
         self._send_will = True  # cleared by a normal DISCONNECT
         self.access: AccessHook | None = None  # set by the adapter: who may publish/subscribe what
+        self._valid_topic = ""  # the last inbound topic name that passed validation
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -406,7 +407,9 @@ class Connection:
             if P.SUBSCRIPTION_IDENTIFIER in props:
                 raise ProtocolViolation("a client may not send a subscription identifier in PUBLISH")
             props = {k: v for k, v in props.items() if k != P.TOPIC_ALIAS}
-        validate_topic_name(topic)
+        if topic != self._valid_topic:  # a device usually repeats its topic: check it once
+            validate_topic_name(topic)
+            self._valid_topic = topic
         if p.qos and self.v5:
             if self.inbound_pending + len(session.inbound_qos2) >= lim.max_inflight:
                 raise MqttError("client exceeded the receive maximum", ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)

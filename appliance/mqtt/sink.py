@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InboundMessage:
+    """One accepted PUBLISH as the sink sees it. Read-only by contract (not `frozen`: a frozen
+    dataclass costs several times more to build, and one is built per message)."""
+
     client_id: str
     topic: str
     payload: bytes

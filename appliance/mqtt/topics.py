@@ -16,6 +16,7 @@ from typing import Any
 from appliance.mqtt.codec.errors import TopicFilterInvalid, TopicNameInvalid
 
 SHARE_PREFIX = "$share/"
+_MATCH_CACHE_LIMIT = 10_000  # distinct topics whose subscribers a trie remembers
 
 
 def validate_topic_name(topic: str) -> None:
@@ -109,6 +110,8 @@ class SubscriptionTrie:
     def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
+        # topic -> match() result, while the subscriptions do not change: devices repeat topics
+        self._matches: dict[str, tuple[list[tuple[str, Any]], list[SharedGroup]]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -126,6 +129,7 @@ class SubscriptionTrie:
 
     def add(self, topic_filter: str, client_id: str, value: Any) -> bool:
         """Add or replace; True when the subscription is new. `topic_filter` may be $share/..."""
+        self._matches.clear()
         shared = parse_shared(topic_filter)
         if shared is None:
             node = self._node(topic_filter, True)
@@ -145,6 +149,7 @@ class SubscriptionTrie:
         return new
 
     def remove(self, topic_filter: str, client_id: str) -> bool:
+        self._matches.clear()
         shared = parse_shared(topic_filter)
         inner = topic_filter if shared is None else shared[1]
         path: list[tuple[_Node, str]] = []
@@ -173,12 +178,19 @@ class SubscriptionTrie:
         return removed
 
     def match(self, topic: str) -> tuple[list[tuple[str, Any]], list[SharedGroup]]:
-        """(plain subscriptions as (client id, value), shared groups) whose filter matches `topic`."""
+        """(plain subscriptions as (client id, value), shared groups) whose filter matches `topic`.
+        The lists may be shared with later calls: read them, do not change them."""
+        hit = self._matches.get(topic)
+        if hit is not None:
+            return hit
+        if len(self._matches) >= _MATCH_CACHE_LIMIT:
+            self._matches.clear()
         plain: list[tuple[str, Any]] = []
         groups: list[SharedGroup] = []
         levels = topic.split("/")
         dollar = topic.startswith("$")
         self._walk(self._root, levels, 0, plain, groups, dollar)
+        self._matches[topic] = (plain, groups)
         return plain, groups
 
     def _walk(self, node: _Node, levels: list[str], i: int, plain: list, groups: list, dollar: bool) -> None:

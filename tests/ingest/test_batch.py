@@ -21,3 +21,15 @@ def test_same_bytes_as_build_batch_and_decodable():
         (k, v, t, list(h)) for (k, v, h), t in zip(recs, stamps, strict=True)]
     many = [(b"key-%d" % i, b"%d" % i, ()) for i in range(300)]
     assert enc.build(many, [5] * 300) == build_batch(many, timestamp_ms=5)
+
+
+def test_shared_key_and_header_objects_and_large_values():
+    # The encoder reuses the encoded key/headers of consecutive records holding the same objects;
+    # values longer than its varint table take the general path.
+    key = b"device-7"
+    headers = (("mqtt.topic", b"plant/line/7"), ("mqtt.qos", b"1"))
+    recs = [(key, b"a" * n, headers) for n in (0, 63, 64, 8191, 8192, 20000)]
+    recs.insert(3, (b"other", b"b", (("x", b"y"),)))
+    stamps = [1000 + 3000 * i for i in range(len(recs))]
+    got = BatchEncoder().build(recs, stamps)
+    assert got == build_batch(recs, timestamp_ms=stamps)

@@ -433,6 +433,31 @@ def _nonzero_id(packet_id: int) -> None:
         raise ProtocolViolation("packet identifier must not be 0")
 
 
+def decode_publish_at(first: int, buf: bytes | bytearray, pos: int, end: int, v5: bool) -> Publish:
+    """`decode_publish` of the body `buf[pos:end]`, read in place from a receive buffer.
+
+    The hot path of ingestion: the common shapes (valid topic, no MQTT 5 properties) are decoded
+    without copying the body first; anything else, including every malformed packet, goes
+    through `decode_publish`, so the errors are the same."""
+    qos = (first >> 1) & 0x03
+    if qos != 3 and not (qos == 0 and first & 0x08) and end - pos >= 2:
+        tend = pos + 2 + ((buf[pos] << 8) | buf[pos + 1])
+        p = tend + 2 if qos else tend
+        if p <= end:
+            try:
+                topic = buf[pos + 2:tend].decode()
+            except UnicodeDecodeError:
+                topic = "\x00"  # the slow path below says what is wrong
+            packet_id = (buf[tend] << 8) | buf[tend + 1] if qos else 0
+            if "\x00" not in topic and (packet_id or not qos):
+                if not v5:
+                    return Publish(topic, bytes(buf[p:end]), qos, bool(first & 0x01), bool(first & 0x08), packet_id, {})
+                if p < end and buf[p] == 0:  # MQTT 5 with an empty property list
+                    return Publish(topic, bytes(buf[p + 1:end]), qos, bool(first & 0x01), bool(first & 0x08),
+                                   packet_id, {})
+    return decode_publish(first, bytes(buf[pos:end]), v5)
+
+
 def decode_publish(first: int, body: bytes | memoryview, v5: bool) -> Publish:
     qos = (first >> 1) & 0x03
     if qos == 3:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from appliance.mqtt.codec.errors import MalformedPacket, PacketTooLarge, ProtocolViolation
-from appliance.mqtt.codec.packets import Connect, Packet, decode
+from appliance.mqtt.codec.packets import MQTT_5, Connect, Packet, decode, decode_publish_at
 from appliance.mqtt.codec.properties import PacketType
 
 MAX_PACKET_SIZE = 268_435_460  # 1 + 4 + 268435455, the largest the fixed header can express
@@ -42,6 +42,12 @@ class PacketReader:
         while (packet := self.next_packet()) is not None:
             yield packet
 
+    def _consumed(self, end: int) -> None:
+        self._pos = end
+        if end > 65536 and end * 2 > len(self._buf):
+            del self._buf[:end]
+            self._pos = 0
+
     def next_packet(self) -> Packet | None:
         buf = self._buf
         start = self._pos
@@ -70,11 +76,13 @@ class PacketReader:
         if avail < total:
             return None
         first = buf[start]
-        body = bytes(buf[start + i:start + total])
-        self._pos = start + total
-        if self._pos > 65536 and self._pos * 2 > len(buf):
-            del buf[:self._pos]
-            self._pos = 0
+        end = start + total
+        if first >> 4 == PacketType.PUBLISH and self.version is not None:
+            packet: Packet = decode_publish_at(first, buf, start + i, end, self.version >= MQTT_5)
+            self._consumed(end)
+            return packet
+        body = bytes(buf[start + i:end])
+        self._consumed(end)
         if self.version is None:
             if first >> 4 != PacketType.CONNECT:
                 raise ProtocolViolation("the first packet must be CONNECT")
