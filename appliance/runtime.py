@@ -16,6 +16,7 @@ file without touching connections (an invalid file is logged with file:line and 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ from appliance.errors import StartupError
 from appliance.logs import LogRing, attach_ring, detach_ring, get_logger
 
 log = get_logger("main")
+GIL_SWITCH_INTERVAL = 0.001  # seconds; Python's default is 0.005
 
 
 class KafkaListeners:
@@ -62,8 +64,10 @@ class KafkaListeners:
 class Appliance:
     """Everything one running node holds; tests start it in-process with `start`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tune_process: bool = False) -> None:
         self.settings = settings
+        # The process's own node (not an in-process test one): tune the interpreter once ready.
+        self.tune_process = tune_process
         self.started_at = time.time()
         self.storage: Any = None
         self.broker: Any = None
@@ -129,6 +133,8 @@ class Appliance:
 
                     self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics)
                     await services.start(self.uplink.run)
+                if self.tune_process:
+                    _tune_interpreter()
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
                          mqtt=f"{s.mqtt.listen.host}:{self.mqtt_port}" if self.mqtt else "off",
@@ -276,8 +282,18 @@ def guard_identity(stream: Any) -> Any:
         return None
 
 
+def _tune_interpreter() -> None:
+    """Once start-up is done. Everything built so far (modules, generated protocol classes,
+    settings, recovered indexes) lives until exit: freezing it keeps it out of the cyclic GC's
+    older generations, whose full scans otherwise cost about a quarter of the CPU of an ingested
+    MQTT message and pauses of tens of ms. And the WAL's fsync worker thread hands its result
+    back sooner when the event loop holding the GIL must yield it after 1 ms rather than 5 ms."""
+    gc.freeze()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
+
 async def _serve(settings: Settings) -> None:
-    app = Appliance(settings)
+    app = Appliance(settings, tune_process=True)
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async def watch_signals() -> None:

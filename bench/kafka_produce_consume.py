@@ -112,7 +112,8 @@ def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 
     frame = codec.encode_request(0, 8, 1, P(acks=-1, timeout_ms=30000, topic_data=[P.TopicProduceData(
         name="bench-raw", partition_data=[P.TopicProduceData.PartitionProduceData(index=0, records=batch)])]))
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic("bench-raw", num_partitions=1, replication_factor=1)])["bench-raw"].result(10)
+    if "bench-raw" not in admin.list_topics(timeout=10).topics:
+        admin.create_topics([NewTopic("bench-raw", num_partitions=1, replication_factor=1)])["bench-raw"].result(10)
     with socket.create_connection((host, int(port)), timeout=30) as s:
         pending = bytearray()
 

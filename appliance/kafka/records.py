@@ -169,7 +169,7 @@ def iter_batches_lenient(data: bytes | memoryview) -> Iterator[memoryview]:
 
 def with_base_offset(batch: bytes | memoryview, base_offset: int) -> bytes:
     """A copy of the batch with baseOffset set (outside the CRC, so nothing else changes)."""
-    return _BASE_OFFSET.pack(base_offset) + bytes(memoryview(batch)[8:])
+    return _BASE_OFFSET.pack(base_offset) + memoryview(batch)[8:]  # bytes + view: one copy
 
 
 def set_base_offset(batch: bytearray, base_offset: int) -> None:

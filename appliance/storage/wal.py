@@ -62,6 +62,7 @@ from appliance.storage.segments import (
     list_segments,
     pread_exact,
     pwrite_all,
+    pwritev_all,
     segment_name,
     truncate_file,
 )
@@ -789,9 +790,8 @@ class WalLogStore:
                 pos += hsize
                 positions.append(pos)
                 pos += len(payload)
-            buf = b"".join(parts)
             try:
-                pwrite_all(new_fd, buf, start)
+                written = pwritev_all(new_fd, parts, start)  # one gather write: no joined copy
                 if do_fsync:
                     os.fsync(new_fd)
                     if new_seg is not None:
@@ -800,7 +800,7 @@ class WalLogStore:
                 if new_seg is not None:  # nothing in it was acknowledged: drop it
                     self._discard_segment(new_fd, new_seg)
                 raise
-            return new_fd, new_seg, positions, len(buf)
+            return new_fd, new_seg, positions, written
 
         with trio.CancelScope(shield=True):
             try:

@@ -45,6 +45,12 @@ class FrameReader:
             raise FrameTooLargeError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
         if not await self._fill(4 + size):
             raise ProtocolError("connection closed mid-frame")
-        frame = bytes(self._buf[4 : 4 + size])
-        del self._buf[: 4 + size]
+        buf = self._buf
+        end = 4 + size
+        with memoryview(buf) as view, view[4:end] as part:
+            frame = part.tobytes()  # one copy (a bytearray slice, then bytes(), would be two)
+        if len(buf) == end:  # the common case: nothing of the next request read yet
+            buf.clear()
+        else:
+            del buf[:end]
         return frame
