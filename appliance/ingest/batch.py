@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from appliance.kafka.records import MAGIC, NO_PRODUCER_ID, NO_SEQUENCE, crc32c
 
@@ -71,6 +72,12 @@ class BatchEncoder:
     def build(self, records: Sequence[tuple[bytes | None, bytes | None, Sequence[Header]]],
               timestamps: Sequence[int]) -> bytes:
         """An uncompressed magic-2 batch, baseOffset 0, no producer id (like build_batch)."""
+        return self.build_records([_Rec(k, v, h, t) for (k, v, h), t in zip(records, timestamps, strict=True)])
+
+    def build_records(self, records: Sequence[Any]) -> bytes:
+        """`build` for objects with `key`, `value`, `headers` and `timestamp_ms` attributes (the
+        sink's OutRecords), without building a tuple per record first."""
+        timestamps = [r.timestamp_ms for r in records]
         base_ts = min(timestamps)
         parts: list[bytes] = []
         append = parts.append
@@ -79,12 +86,15 @@ class BatchEncoder:
         key_field = b""
         last_headers: object = parts
         headers_field = b""
-        for i, (key, value, headers) in enumerate(records):
+        for i, rec in enumerate(records):
+            key = rec.key
             if key is not last_key:  # records of one topic share their key and headers objects
                 key_field, last_key = _field(key), key
+            headers = rec.headers
             if headers is not last_headers:
                 headers_field, last_headers = self.headers(headers), headers
             d = timestamps[i] - base_ts
+            value = rec.value
             if value is None:
                 value_field = _MINUS_ONE
             else:
@@ -98,3 +108,10 @@ class BatchEncoder:
         n = len(records)
         tail = _TAIL.pack(0, n - 1, base_ts, max(timestamps), NO_PRODUCER_ID, -1, NO_SEQUENCE, n) + b"".join(parts)
         return _HEAD.pack(0, len(tail) + 9, -1, MAGIC, crc32c(tail)) + tail
+
+
+class _Rec(NamedTuple):
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[Header]
+    timestamp_ms: int

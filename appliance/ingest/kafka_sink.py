@@ -39,6 +39,7 @@ log = get_logger("ingest")
 
 _BATCH_BYTES = 512 * 1024  # split a partition's share of a round into batches of about this size
 _BATCH_RECORDS = 4096
+_PARTITION_CACHE_LIMIT = 50_000  # (key, partition count) pairs whose partition is remembered
 
 
 class _Round:
@@ -102,6 +103,7 @@ class KafkaIngestSink:
         self._pending = 0  # messages submitted and not yet settled
         self._wake = trio.Event()
         self._encoder = BatchEncoder()
+        self._partitions: dict[tuple[bytes, int], int] = {}
 
     # --- IngestSink ---------------------------------------------------------------------------
 
@@ -151,51 +153,74 @@ class KafkaIngestSink:
 
     async def _append(self, r: _Round) -> list[tuple[Any, list[int]]]:
         self.stats.rounds += 1
-        by_topic: dict[str, list[tuple[int, OutRecord]]] = {}
+        # topic -> (message indexes, records), in arrival order
+        by_topic: dict[str, tuple[list[int], list[OutRecord]]] = {}
         for i, recs in enumerate(r.items):
             for rec in recs:
-                by_topic.setdefault(rec.topic, []).append((i, rec))
+                entry = by_topic.get(rec.topic)
+                if entry is None:
+                    entry = by_topic[rec.topic] = ([], [])
+                entry[0].append(i)
+                entry[1].append(rec)
         pendings: list[tuple[Any, list[int]]] = []
         now_ms = self._wall_ms()
-        for name, entries in by_topic.items():
+        for name, (idxs, recs) in by_topic.items():
             topic = self.kafka.topics.get(name)
             if topic is None:
                 try:
                     topic = await self.kafka.topic_for_write(name)
                 except MillstreamError as e:
-                    self._fail(r, entries, IngestRejectedError(f"Kafka topic {name!r} cannot be created: {e}"))
+                    self._fail(r, idxs, IngestRejectedError(f"Kafka topic {name!r} cannot be created: {e}"))
                     continue
                 if topic is None:
-                    self._fail(r, entries, IngestRejectedError(f"Kafka topic {name!r} does not exist (auto-create is off)"))
+                    self._fail(r, idxs, IngestRejectedError(f"Kafka topic {name!r} does not exist (auto-create is off)"))
                     continue
             nparts = len(topic.streams)
-            parts: dict[int, list[tuple[int, OutRecord]]] = {}
-            for entry in entries:
-                key = entry[1].key
-                p = partition_for(key, nparts) if key is not None and nparts > 1 else 0
-                parts.setdefault(p, []).append(entry)
-            for p, plist in parts.items():
+            if nparts == 1:
+                parts = {0: (idxs, recs)}
+            else:
+                parts = {}
+                for i, rec in zip(idxs, recs, strict=True):
+                    p = self._partition(rec.key, nparts)
+                    entry = parts.get(p)
+                    if entry is None:
+                        entry = parts[p] = ([], [])
+                    entry[0].append(i)
+                    entry[1].append(rec)
+            for p, (pidxs, precs) in parts.items():
                 stream = topic.streams[p]
-                for chunk in _chunks(plist):
-                    batch = self._encoder.build([(rec.key, rec.value, rec.headers) for _, rec in chunk],
-                                                [rec.timestamp_ms for _, rec in chunk])
-                    idxs = [i for i, _ in chunk]
+                for lo, hi in _chunks(precs):
+                    chunk_idxs = pidxs[lo:hi]
+                    batch = self._encoder.build_records(precs[lo:hi])
                     try:
                         pending = self.kafka.logs.append(stream, batch, now_ms=now_ms)
                     except StorageError as e:
-                        self._fail(r, chunk, e)
+                        self._fail(r, chunk_idxs, e)
                         continue
                     except MillstreamError as e:  # stream deleted under us
-                        self._fail(r, chunk, StorageError(f"cannot append to {name}-{p}: {e}"))
+                        self._fail(r, chunk_idxs, StorageError(f"cannot append to {name}-{p}: {e}"))
                         continue
                     self.stats.batches += 1
-                    self.stats.records_appended += len(chunk)
-                    pendings.append((pending, idxs))
+                    self.stats.records_appended += hi - lo
+                    pendings.append((pending, chunk_idxs))
         return pendings
 
-    def _fail(self, r: _Round, entries: list[tuple[int, OutRecord]], error: StorageError) -> None:
-        log.warning("ingest_append_failed", records=len(entries), error=str(error))
-        for i, _ in entries:
+    def _partition(self, key: bytes | None, nparts: int) -> int:
+        """Kafka's partition of a key; records without a key go to partition 0 (their order holds).
+        Devices repeat their keys, so the murmur2 of each is remembered."""
+        if key is None:
+            return 0
+        cache = self._partitions
+        p = cache.get((key, nparts))
+        if p is None:
+            if len(cache) >= _PARTITION_CACHE_LIMIT:
+                cache.clear()
+            p = cache[(key, nparts)] = partition_for(key, nparts)
+        return p
+
+    def _fail(self, r: _Round, idxs: list[int], error: StorageError) -> None:
+        log.warning("ingest_append_failed", records=len(idxs), error=str(error))
+        for i in idxs:
             r.failed.setdefault(i, error)
 
     async def _settle(self, r: _Round, pendings: list[tuple[Any, list[int]]]) -> None:
@@ -223,16 +248,15 @@ class KafkaIngestSink:
             self.mqtt.publish(Message(c.topic, c.payload, 0, False, {}, None, LOCAL_ORIGIN + "sparkplug"), now, None)
 
 
-def _chunks(entries: list[tuple[int, OutRecord]]):
-    chunk: list[tuple[int, OutRecord]] = []
+def _chunks(recs: list[OutRecord]):
+    """(start, end) index pairs cutting `recs` into batches of about _BATCH_BYTES / _BATCH_RECORDS."""
+    lo = 0
     size = 0
-    for entry in entries:
-        rec = entry[1]
+    for i, rec in enumerate(recs):
         n = 256 + len(rec.value or b"") + len(rec.key or b"")  # headers: a rough allowance
-        if chunk and (size + n > _BATCH_BYTES or len(chunk) >= _BATCH_RECORDS):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(entry)
+        if i > lo and (size + n > _BATCH_BYTES or i - lo >= _BATCH_RECORDS):
+            yield lo, i
+            lo, size = i, 0
         size += n
-    if chunk:
-        yield chunk
+    if lo < len(recs):
+        yield lo, len(recs)
