@@ -4,7 +4,9 @@
 
 librdkafka producer, acks=all, fixed count of records; then a consumer reads them all back
 (from the broker's log cache). Prints MB/s and records/s both ways, produce latency p50/p99,
-and, in the same run, the raw sequential write+fsync speed of the same disk, as a ratio.
+and, in the same run, the raw sequential write+fsync speed of the same disk, as a ratio; the
+broker process's CPU milliseconds per MB (all threads) for both produce runs, a figure that a
+shared, loaded machine disturbs far less than MB/s.
 Loopback only; every loop is bounded in count and time.
 """
 
@@ -95,8 +97,9 @@ def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, l
     return n, errors, lat, elapsed
 
 
-def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200, in_flight: int = 5) -> float:
-    """The broker alone: pre-encoded 1 MiB-ish Produce requests (acks=-1), `in_flight` pipelined on one
+def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200,
+                               in_flight: int = 5) -> tuple[float, float]:
+    """(MB/s, MB sent). The broker alone: pre-encoded 1 MiB-ish Produce requests (acks=-1), `in_flight` pipelined on one
     connection, so no client-side per-record work is measured. A diagnostic beside the librdkafka figure."""
     import socket
     import struct
@@ -133,7 +136,13 @@ def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 
             if i < requests - in_flight:
                 s.sendall(frame)
         elapsed = time.perf_counter() - start
-    return requests * len(batch) / elapsed / 1e6
+    return requests * len(batch) / elapsed / 1e6, requests * len(batch) / 1e6
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -153,7 +162,9 @@ def main() -> None:
     try:
         admin = AdminClient({"bootstrap.servers": app.bootstrap})
         admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
+        cpu0 = _cpu_seconds(app.proc.pid)
         n, errors, lat, produce_s = run_producers(app.bootstrap, args)
+        produce_cpu = _cpu_seconds(app.proc.pid) - cpu0
         mb = n * args.value_size / 1e6
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
                       "enable.auto.commit": False, "fetch.max.bytes": 64 << 20,
@@ -171,13 +182,18 @@ def main() -> None:
         c.close()
         print(f"records={n} value_size={args.value_size} errors={errors} partitions={args.partitions} "
               f"producers={args.producers} batch.size={args.batch_size} linger.ms={args.linger_ms}")
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
         print(f"produce: {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, "
-              f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")
+              f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms; "
+              f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB")
         print(f"consume: {got * args.value_size / 1e6 / consume_s:.1f} MB/s, {got / consume_s:,.0f} records/s")
         print(f"disk sequential write+fsync (1 MiB chunks): {disk:.1f} MB/s; produce/disk ratio = {mb / produce_s / disk:.2f}")
-        raw = raw_pipelined_produce_mbps(app.bootstrap, args.value_size)
+        cpu0 = _cpu_seconds(app.proc.pid)
+        raw, raw_mb = raw_pipelined_produce_mbps(app.bootstrap, args.value_size)
+        raw_cpu = _cpu_seconds(app.proc.pid) - cpu0
         print(f"diagnostic: broker alone, pre-encoded ~1 MiB batches, 5 pipelined, acks=-1: {raw:.1f} MB/s "
-              f"(ratio to disk {raw / disk:.2f})")
+              f"(ratio to disk {raw / disk:.2f}); broker CPU {raw_cpu / raw_mb * 1000:.2f} ms per MB")
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     finally:
         app.stop()
 
