@@ -222,7 +222,7 @@ class Appliance:
     async def _drain(self) -> None:
         grace = self.settings.node.shutdown_grace
         log.info("draining", grace_s=grace)
-        self.broker.draining.set()
+        self.broker.start_draining()
         with trio.move_on_after(grace) as scope:
             await self.kafka.drain()
             while self.kafka.connections:

@@ -50,6 +50,15 @@ class Broker:
         self.groups: GroupCoordinator = GroupCoordinator(self.meta, settings.kafka, clock=monotonic,
                                                          wall_clock_ms=self.now_ms)
         self.draining = trio.Event()  # set on SIGTERM: long polls return early
+        # Fetch long polls waiting for data, cancelled by start_draining(): one cancel scope per
+        # poll is cheaper than a task per poll watching `draining`.
+        self.long_polls: set[trio.CancelScope] = set()
+
+    def start_draining(self) -> None:
+        """Shutdown begins: long polls (JoinGroup via `draining`, Fetch via `long_polls`) answer now."""
+        self.draining.set()
+        for scope in list(self.long_polls):
+            scope.cancel()
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

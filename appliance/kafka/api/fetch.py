@@ -89,30 +89,24 @@ async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchR
     return R(throttle_time_ms=0, error_code=0, session_id=0, responses=responses), total, interests
 
 
-async def _wait_any(ctx: RequestContext, interests: dict[int, int]) -> None:
-    async with trio.open_nursery() as n:
-        async def data() -> None:
-            await ctx.broker.logs.wait_for_data(interests)
-            n.cancel_scope.cancel()
-
-        async def draining() -> None:
-            await ctx.broker.draining.wait()
-            n.cancel_scope.cancel()
-
-        n.start_soon(data)
-        n.start_soon(draining)
-
-
 async def handle(ctx: RequestContext, req: m.FetchRequest) -> m.FetchResponse:
-    max_wait = min(max(req.max_wait_ms, 0) / 1000, ctx.broker.kafka.fetch_max_wait_cap)
+    broker = ctx.broker
+    max_wait = min(max(req.max_wait_ms, 0) / 1000, broker.kafka.fetch_max_wait_cap)
     deadline = trio.current_time() + max_wait
     while True:
         resp, total, interests = await _read_once(ctx, req)
         if (total >= max(req.min_bytes, 1) or not interests or trio.current_time() >= deadline
-                or ctx.broker.draining.is_set()):
+                or broker.draining.is_set()):
             return resp
-        with trio.move_on_at(deadline):
-            await _wait_any(ctx, interests)
+        # Woken by the WAL as soon as a requested partition's high watermark moves (that is,
+        # right after the fsync that made new data durable); by the deadline; or by
+        # Broker.start_draining(), which cancels the scopes in `long_polls`.
+        with trio.move_on_at(deadline) as scope:
+            broker.long_polls.add(scope)
+            try:
+                await broker.logs.wait_for_data(interests)
+            finally:
+                broker.long_polls.discard(scope)
         if trio.current_time() >= deadline:
             resp, _, _ = await _read_once(ctx, req)
             return resp
