@@ -23,6 +23,7 @@ them (`tick=True`) drives the broker's clock.
 
 from __future__ import annotations
 
+import math
 import ssl
 from functools import partial
 
@@ -40,6 +41,7 @@ from appliance.transport.guard import HandshakeRefused, ListenerGuard
 log = get_logger("mqtt")
 
 _READ_SIZE = 65536
+_DEADLINE_SLACK = 1.0  # seconds a reader's keep-alive scope may lag behind the real deadline
 _OUTBOX_HIGH_WATER = 1024  # packets queued for the socket before the reader pauses
 _CLOSE_FLUSH_SECONDS = 2.0  # time allowed to write a final CONNACK/DISCONNECT
 _LINGER_SECONDS = 0.5  # after a server-side close, drain the peer's input this long...
@@ -176,44 +178,59 @@ class _ConnectionHandler:
                     break
                 drained += len(data)
 
+    def _keepalive_deadline(self) -> float:
+        deadline = self.conn.keepalive_deadline()
+        return deadline if deadline is not None else math.inf
+
     async def _reader(self) -> None:
         conn = self.conn
         broker = self.broker
         stats = broker.stats
         reader = PacketReader(max_packet_size=broker.limits.max_packet_size)
         while not conn.closing:
-            deadline = conn.keepalive_deadline()
-            with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
-                try:
-                    data = await self.stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
-                    data = b""
+            # One cancel scope serves many receives (a scope per receive costs more than the
+            # receive on a busy loop). Its deadline is never later than the keep-alive deadline:
+            # moved earlier at once, later only when that gains more than _DEADLINE_SLACK; when
+            # it fires early, the real deadline is checked and a new scope armed.
+            with trio.CancelScope(deadline=self._keepalive_deadline()) as scope:
+                while not conn.closing:
+                    try:
+                        data = await self.stream.receive_some(_READ_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                        data = b""
+                    if not data:
+                        self._peer_eof = True
+                        conn.close_reason = conn.close_reason or "peer closed"
+                        return
+                    stats.bytes_in += len(data)
+                    now = trio.current_time()
+                    try:
+                        reader.feed(data)
+                        for packet in reader:
+                            conn.receive(packet, now)
+                            if conn.closing:
+                                break
+                    except MqttError as e:
+                        stats.protocol_errors += 1
+                        log.warning("mqtt_protocol_error", peer=self.peer, client_id=conn.client_id or "-",
+                                    reason_code=f"0x{e.reason_code:02x}", error=str(e))
+                        if reader.version is not None and conn.state == "new":
+                            conn.version = reader.version
+                        conn.fail(e)
+                        return
+                    self._notify()
+                    if len(conn.outbox) > _OUTBOX_HIGH_WATER:
+                        break  # wait for the writer outside the scope: not reading is not idling
+                    target = self._keepalive_deadline()
+                    if target < scope.deadline or target - scope.deadline > _DEADLINE_SLACK:
+                        scope.deadline = target
             if scope.cancelled_caught:
+                if trio.current_time() < self._keepalive_deadline():
+                    continue  # the scope's deadline was an early one
                 if conn.connected:
                     stats.keepalive_timeouts += 1
                 conn.server_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
                 return
-            if not data:
-                self._peer_eof = True
-                conn.close_reason = conn.close_reason or "peer closed"
-                return
-            stats.bytes_in += len(data)
-            now = trio.current_time()
-            try:
-                reader.feed(data)
-                for packet in reader:
-                    conn.receive(packet, now)
-                    if conn.closing:
-                        break
-            except MqttError as e:
-                stats.protocol_errors += 1
-                log.warning("mqtt_protocol_error", peer=self.peer, client_id=conn.client_id or "-",
-                            reason_code=f"0x{e.reason_code:02x}", error=str(e))
-                if reader.version is not None and conn.state == "new":
-                    conn.version = reader.version
-                conn.fail(e)
-                return
-            self._notify()
             while len(conn.outbox) > _OUTBOX_HIGH_WATER and not conn.closing:
                 self._drained = trio.Event()
                 await self._drained.wait()

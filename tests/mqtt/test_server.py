@@ -94,6 +94,19 @@ async def test_keepalive_timeout_disconnects(mqtt_server):
     assert mqtt_server.broker.stats.keepalive_timeouts == 1
 
 
+async def test_a_client_that_keeps_talking_is_not_timed_out(mqtt_server):
+    # The reader moves its keep-alive deadline lazily; an early wake-up must not disconnect.
+    c, ack = await RawClient.connect(mqtt_server.port, "chatty", keep_alive=1)
+    assert ack.reason_code == 0
+    end = trio.current_time() + 4
+    while trio.current_time() < end:
+        await c.send(PingReq())
+        assert await c.recv(timeout=4) == PingResp()
+        await trio.sleep(0.4)
+    assert mqtt_server.broker.stats.keepalive_timeouts == 0
+    await c.send(Disconnect())
+
+
 class GatedSink:
     """Durability is signalled by the test; optionally refuses with back-pressure."""
 
