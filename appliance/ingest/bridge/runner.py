@@ -305,12 +305,14 @@ async def _session(bridge: _Bridge, client: BridgeClient, stream: trio.SocketStr
 
 
 async def _own_state(ev: Inbound, bridge: _Bridge, born_at: int, publish_birth: Callable[[], Any]) -> None:
-    """Our own STATE topic: a death other than this connection's (an old will) is answered with the birth."""
+    """Our own STATE topic: a death newer than our birth (another process with our host id, or a
+    will published after our birth) replaced the retained birth, so publish the birth again. Older
+    deaths (the will of our previous connection, queued for this session) are already superseded."""
     state = parse_state(ev.payload)
     if state is None or bridge.stopping.is_set():
         return
     online, timestamp = state
-    if not online and timestamp != born_at:
+    if not online and timestamp > born_at:
         log.info("sparkplug_host_state_restored", host_id=bridge.host_id, stale_timestamp=timestamp)
         await publish_birth()
 

@@ -12,8 +12,9 @@ to know whether the host is online.
   death as its MQTT will and then publishes the birth, both carrying that connection's CONNECT
   time as `timestamp`, so an edge node can tell which death belongs to which birth. A graceful
   stop publishes the death itself before DISCONNECT (a normal DISCONNECT suppresses the will).
-  The bridge also subscribes to its own STATE topic: a stale death arriving after our birth
-  (an old connection's will) makes it publish the birth again.
+  The bridge also subscribes to its own STATE topic: a death newer than its birth (so it replaced
+  the retained birth) makes it publish the birth again; older deaths, such as the previous
+  connection's will queued for its session, are ignored.
 
 The older `STATE/<host_id>` topic with a plain `ONLINE`/`OFFLINE` payload (Sparkplug B 2.2) is
 not used: FORMAT.md specifies the 3.0 form.
