@@ -241,14 +241,15 @@ class Appliance:
         grace = self.settings.node.shutdown_grace
         log.info("draining", grace_s=grace)
         self.broker.draining.set()
-        with trio.move_on_after(grace) as scope:
-            await self.kafka.drain()
-            while self.kafka.connections:
-                await trio.sleep(0.02)
-        if scope.cancelled_caught:
-            log.warning("drain_deadline_passed", open_connections=self.kafka.connections)
-        if self.mqtt is not None:
-            await self._drain_mqtt(grace)
+        async with trio.open_nursery() as drains:  # Kafka and MQTT drain side by side
+            if self.mqtt is not None:
+                drains.start_soon(self._drain_mqtt, grace)
+            with trio.move_on_after(grace) as scope:
+                await self.kafka.drain()
+                while self.kafka.connections:
+                    await trio.sleep(0.02)
+            if scope.cancelled_caught:
+                log.warning("drain_deadline_passed", open_connections=self.kafka.connections)
 
     async def _drain_mqtt(self, grace: float) -> None:
         """Egress first (stop publishing, wait for subscribers' acks, commit positions), then the
