@@ -24,7 +24,7 @@ every connected persistent session that still holds messages not acknowledged (i
 queued) is written through the MQTT state store (state.py), so what was handed to the broker
 below the committed position is either acknowledged by the subscriber or in its durable session.
 - After kill -9, a subscriber may see again at most the records published since the last commit
-  (one interval, at most `mqtt_out_commit_records`) plus the messages that were unacknowledged in
+  (one interval, or about `mqtt_out_commit_records` plus one read) plus the messages unacknowledged in
   its session at that commit (at most `[mqtt] max_inflight` + its queue), flagged DUP.
 - After a graceful stop (`stop()`, called by the runtime before the MQTT listeners close)
   publishing stops, the egress waits (bounded by the grace period) until connected subscribers
