@@ -7,6 +7,10 @@ service is started with `nursery.start()` and reports ready once it listens; the
 Shutdown on SIGTERM/SIGINT: listeners stop accepting, in-flight requests get
 `node.shutdown_grace` seconds, everything is cancelled, storage flushes and closes, exit 0.
 A second signal exits at once (status 130); acknowledged data is already durable by then.
+MQTT drains beside Kafka, in this order: the Kafka -> MQTT egress stops and commits its
+positions once subscribers acknowledged what it published, the Sparkplug host death certificate
+is published (`[sparkplug] host_id`), then the MQTT listeners disconnect clients and flush the
+session state; the bridge publishes its death and disconnects on its own.
 
 Listeners: every `[[listeners]]` entry (or, per protocol, the single `listen` address) gets its
 own server, all sharing one broker. Segmentation (appliance/security/service.py) is set up
