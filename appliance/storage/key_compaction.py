@@ -13,7 +13,9 @@ Kafka's semantics, scaled to the object tier:
   consumer sees gaps, as in any Kafka compacted topic. Kept records are copied byte for byte
   (their offset and timestamp deltas stay valid); recordsCount, batchLength and the CRC-32C are
   recomputed; a compressed batch is recompressed with its own codec. A batch left with no
-  record disappears. Producer id/epoch/sequence stay in the header: idempotent-producer state
+  record disappears, except the region's last one, which stays whole: a consumer fetching past
+  the last kept record must find a batch that carries it to the end of the region (Kafka never
+  cleans its active segment, which does the same for the tail of the log). Producer id/epoch/sequence stay in the header: idempotent-producer state
   lives in the manifest, not in the data, so dropping batches does not disturb it.
 - Tombstones (null value) are themselves kept while they are the latest for their key, until
   `delete.retention.ms` after the run that first compacted them (Kafka's delete horizon), so a
@@ -156,6 +158,7 @@ class KeyCompaction:
         self.end = end
         self.latest: dict[bytes, int] = {}
         self.stats = RunStats()
+        self.changed = False  # some batch was dropped or rewritten
         self._tombstones_due: int | None = None
         self._tombstone_offsets: list[int] = []  # kept tombstones, to keep only the horizons they need
 
@@ -196,11 +199,18 @@ class KeyCompaction:
         h = p.header
         st.records_in += h.records_count
         kept = [r for r in p.spans if self._keep(h.base_offset + r.offset_delta, r)]
+        if not kept and h.last_offset >= self.end - 1:
+            kept = p.spans  # the region's last batch: keep it whole rather than leave a tail gap
+            tombstones = [h.base_offset + r.offset_delta for r in p.spans if r.tombstone]
+            st.tombstones_dropped -= len(tombstones)
+            self._tombstone_offsets.extend(tombstones)  # keep their horizon: droppable once data follows
         st.records_out += len(kept)
         if not kept:
+            self.changed = True
             return None
         if len(kept) == len(p.spans):
             return self._out(batch)
+        self.changed = True
         body = b"".join(p.body[r.start : r.end] for r in kept)
         if h.compression:
             body = compress(h.compression, body)

@@ -111,12 +111,21 @@ class KeyCompactor:
                         continue
                     pending.append(kept)
                     size += len(kept)
-                    if size >= tier.settings.stream_object_bytes:
+                    # (nothing is uploaded while every batch so far stays as it is, up to a memory cap)
+                    if size >= tier.settings.stream_object_bytes and (
+                            run.changed or size >= tier.settings.compact_target_bytes):
                         outputs.append(await self._upload(sid, pending))
                         pending, size = [], 0
-                if pending:
-                    outputs.append(await self._upload(sid, pending))
-                committed = await self._commit(m, sid, region, outputs, run.finish(), now)
+                if not run.changed:  # nothing to rewrite: keep the objects, record the progress
+                    for key, _d, _i in outputs:
+                        tier._inflight.discard(key)
+                        tier._doomed.append((tier.monotonic(), key))
+                    outputs = []
+                    committed = await self._commit(m, sid, region, None, run.finish(), now)
+                else:
+                    if pending:
+                        outputs.append(await self._upload(sid, pending))
+                    committed = await self._commit(m, sid, region, outputs, run.finish(), now)
             except ObjectNotFoundError:
                 committed = False  # an object of the region went away under us: the manifest moved on
             except FencedError as e:
@@ -166,7 +175,10 @@ class KeyCompactor:
         return key, data, index
 
     async def _commit(self, m: Manifest, sid: int, region: list[tuple[int, int, int, int, int]],
-                      outputs: list[tuple[str, bytes, list[so.BlockEntry]]], state: CompactionState, now: int) -> bool:
+                      outputs: list[tuple[str, bytes, list[so.BlockEntry]]] | None, state: CompactionState,
+                      now: int) -> bool:
+        """Swap the region's ranges for `outputs` (None: leave the objects as they are) and record
+        the stream's state, in one manifest commit; False if the region changed meanwhile."""
         from appliance.storage.tier import ranges_of
 
         tier = self.tier
@@ -180,6 +192,10 @@ class KeyCompactor:
                     for oid in sources):
                 return False
             new = cur.copy()
+            new.compaction[sid] = state.encode()
+            if outputs is None:
+                await tier._commit_if_changed(new, {}, force=True)
+                return True
             for oid in sources:
                 del new.objects[oid].ranges[sid]  # objects left empty leave (and are deleted) in the commit
             order = min(m.objects[oid].order for oid in sources)
@@ -187,7 +203,6 @@ class KeyCompactor:
                 oid = new.next_object_id
                 new.next_object_id += 1
                 new.objects[oid] = ObjectEntry(key, len(data), order, now, ranges_of(index))
-            new.compaction[sid] = state.encode()
             await tier._commit_if_changed(new, {}, force=True)
             return True
 

@@ -83,31 +83,42 @@ def test_compressed_batches_are_recompressed(codec):
 
 def test_tombstone_kept_until_delete_retention_after_first_compaction():
     policy = CompactionPolicy(delete_retention_ms=DAY)
-    batches = [_batch(0, [(b"a", b"1"), (b"b", b"1")]), _batch(2, [(b"a", None)])]
-    out, state, stats = compact_batches(batches, CompactionState(), policy, NOW, end=3)
-    assert _view(out) == [(1, b"b", b"1"), (2, b"a", None)]  # the deletion is still visible
+    batches = [_batch(0, [(b"a", b"1"), (b"b", b"1")]), _batch(2, [(b"a", None)]), _batch(3, [(b"c", b"1")])]
+    out, state, stats = compact_batches(batches, CompactionState(), policy, NOW, end=4)
+    assert _view(out) == [(1, b"b", b"1"), (2, b"a", None), (3, b"c", b"1")]  # the deletion is still visible
     assert state.tombstones_due_ms == NOW + DAY and stats.tombstones_dropped == 0
-    # an hour before the horizon: still there (and the run is due only because of the tombstone)
-    assert not is_due(state, [(0, 2, 100, NOW, 1)], policy, NOW + DAY - 3_600_000)
-    assert is_due(state, [(0, 2, 100, NOW, 1)], policy, NOW + DAY)
-    out2, state2, _ = compact_batches(out, state, policy, NOW + DAY - 1, end=3)
-    assert _view(out2) == [(1, b"b", b"1"), (2, b"a", None)]
-    out3, state3, stats3 = compact_batches(out, state2, policy, NOW + DAY, end=3)
-    assert _view(out3) == [(1, b"b", b"1")] and stats3.tombstones_dropped == 1
+    # an hour before the horizon: not due (nothing dirty); at the horizon it is, for the tombstone
+    assert not is_due(state, [(0, 3, 100, NOW, 1)], policy, NOW + DAY - 3_600_000)
+    assert is_due(state, [(0, 3, 100, NOW, 1)], policy, NOW + DAY)
+    out2, state2, _ = compact_batches(out, state, policy, NOW + DAY - 1, end=4)
+    assert _view(out2) == _view(out)
+    out3, state3, stats3 = compact_batches(out, state2, policy, NOW + DAY, end=4)
+    assert _view(out3) == [(1, b"b", b"1"), (3, b"c", b"1")] and stats3.tombstones_dropped == 1
     assert state3.tombstones_due_ms is None and state3.horizons == []
+
+
+def test_the_last_batch_is_never_emptied_so_consumers_reach_the_end():
+    policy = CompactionPolicy(delete_retention_ms=0)
+    batches = [_batch(0, [(b"a", b"1")]), _batch(1, [(b"a", None), (b"b", None)])]
+    out, state, stats = compact_batches(batches, CompactionState(), policy, NOW, end=3)
+    assert out == [batches[1]] and stats.tombstones_dropped == 0  # would leave offsets 0-2 with no batch
+    assert state.horizons == [(3, NOW)] and state.tombstones_due_ms is None
+    # once more data follows, the expired tombstones go (their horizon was kept)
+    out, state, stats = compact_batches(out + [_batch(3, [(b"c", b"1")])], state, policy, NOW + 1, end=4)
+    assert _view(out) == [(3, b"c", b"1")] and stats.tombstones_dropped == 2
 
 
 def test_later_tombstone_gets_its_own_horizon():
     policy = CompactionPolicy(delete_retention_ms=1000)
-    first = [_batch(0, [(b"a", None)])]
-    out, state, _ = compact_batches(first, CompactionState(), policy, NOW, end=1)
-    later = out + [_batch(1, [(b"b", None)])]
-    out, state, _ = compact_batches(later, state, policy, NOW + 600, end=2)
-    assert _view(out) == [(0, b"a", None), (1, b"b", None)]
-    assert state.horizons == [(1, NOW), (2, NOW + 600)] and state.tombstones_due_ms == NOW + 1000
-    out, state, _ = compact_batches(out, state, policy, NOW + 1000, end=2)
-    assert _view(out) == [(1, b"b", None)]  # a's horizon passed, b's did not
-    assert state.horizons == [(2, NOW + 600)] and state.tombstones_due_ms == NOW + 1600
+    first = [_batch(0, [(b"a", None)]), _batch(1, [(b"x", b"1")])]
+    out, state, _ = compact_batches(first, CompactionState(), policy, NOW, end=2)
+    later = out + [_batch(2, [(b"b", None)]), _batch(3, [(b"y", b"1")])]
+    out, state, _ = compact_batches(later, state, policy, NOW + 600, end=4)
+    assert _view(out) == [(0, b"a", None), (1, b"x", b"1"), (2, b"b", None), (3, b"y", b"1")]
+    assert state.horizons == [(2, NOW), (4, NOW + 600)] and state.tombstones_due_ms == NOW + 1000
+    out, state, _ = compact_batches(out, state, policy, NOW + 1000, end=4)
+    assert _view(out) == [(1, b"x", b"1"), (2, b"b", None), (3, b"y", b"1")]  # a's horizon passed, b's did not
+    assert state.horizons == [(4, NOW + 600)] and state.tombstones_due_ms == NOW + 1600
 
 
 def test_superseded_tombstone_and_resurrected_key():
