@@ -338,16 +338,41 @@ def batch_body(batch: bytes | memoryview, decompress=None) -> bytes:
     return body
 
 
-def rebuild_batch(batch: bytes | memoryview, body: bytes, records_count: int) -> bytes:
+def rebuild_batch(batch: bytes | memoryview, body: bytes, records_count: int,
+                  last_offset_delta: int | None = None) -> bytes:
     """The batch with a new (already compressed) records body and count: every other header
-    field (base offset, lastOffsetDelta, timestamps, producer id/epoch/sequence, attributes) is
-    kept, batchLength and the CRC-32C are recomputed. Log compaction uses it."""
+    field (base offset, lastOffsetDelta unless given, timestamps, producer id/epoch/sequence,
+    attributes) is kept, batchLength and the CRC-32C are recomputed. Log compaction uses it."""
     head = bytearray(memoryview(batch)[:HEADER_SIZE])
     struct.pack_into(">i", head, 8, HEADER_SIZE - LOG_OVERHEAD + len(body))
     struct.pack_into(">i", head, 57, records_count)
+    if last_offset_delta is not None:
+        struct.pack_into(">i", head, 23, last_offset_delta)
     out = head + body
     _CRC.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
     return bytes(out)
+
+
+def renumber_offsets(batch: bytes | memoryview, decompress, compress) -> bytes:
+    """A compacted batch (offset gaps: recordsCount < lastOffsetDelta + 1) as a producer must
+    send it: offset deltas 0..n-1, lastOffsetDelta n-1. Anything else is returned unchanged.
+    Compressed batches need `decompress(codec, bytes)` and `compress(codec, bytes)`."""
+    h = read_header(batch)
+    if h.records_count <= 0 or h.records_count == h.last_offset_delta + 1:
+        return bytes(batch)
+    body = batch_body(batch, decompress)
+    out = bytearray()
+    for i, r in enumerate(record_spans(body, h.records_count)):
+        view = memoryview(body)[r.start : r.end]
+        length, pos = decode_varint(view, 0)
+        _ts, after_ts = decode_varint(view, pos + 1)
+        _off, after_off = decode_varint(view, after_ts)
+        rec = bytes(view[pos:after_ts]) + encode_varint(i) + bytes(view[after_off:])
+        out += encode_varint(len(rec)) + rec
+    new_body = bytes(out)
+    if h.compression:
+        new_body = compress(h.compression, new_body)
+    return rebuild_batch(batch, new_body, h.records_count, h.records_count - 1)
 
 
 def has_keyless_record(batch: bytes | memoryview, decompress=None) -> bool:
@@ -374,6 +399,7 @@ __all__ = [
     "read_header",
     "rebuild_batch",
     "record_spans",
+    "renumber_offsets",
     "set_base_offset",
     "split_batches",
     "stamp_log_append_time",

@@ -170,3 +170,20 @@ def test_keyless_record_detection_for_produce():
     from appliance.kafka.compression import decompress
 
     assert records.has_keyless_record(_batch(0, [(None, b"x")], codec=1), decompress)
+
+
+@pytest.mark.parametrize("codec", [0, 1])
+def test_a_compacted_batch_forwarded_by_the_uplink_is_a_valid_producer_batch(codec):
+    from appliance.uplink.client.batches import rewrite_producer
+
+    batches = [_batch(10, [(b"a", b"1"), (b"b", b"1"), (b"a", b"2"), (b"c", b"1"), (b"b", b"2")], codec=codec)]
+    out, _s, _ = compact_batches(batches, CompactionState(), CompactionPolicy(), NOW, end=15)
+    with pytest.raises(Exception, match="lastOffsetDelta"):
+        records.validate_batch(out[0])  # as compacted: 3 records over 5 offsets
+    sent = bytes(rewrite_producer(out[0], 42, 1, 7))
+    h = records.validate_batch(sent)  # what the cloud broker checks on produce
+    assert (h.records_count, h.last_offset_delta, h.producer_id, h.base_sequence) == (3, 2, 42, 7)
+    from appliance.kafka.compression import decompress
+
+    got = [(r.offset, r.key, r.value, r.timestamp) for r in records.decode_records(sent, decompress)]
+    assert got == [(0, b"a", b"2", NOW + 2), (1, b"c", b"1", NOW + 3), (2, b"b", b"2", NOW + 4)]
