@@ -300,14 +300,20 @@ async def _serve_then_set(done: trio.Event, serve: Any, *args: Any, task_status:
 def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
     """Per-stream retention from the topics' configs (storage never imports the broker), held back
     below what the uplink has not forwarded yet unless `[uplink] hold_unforwarded = false`."""
+    from appliance.storage.key_compaction import CompactionPolicy
     from appliance.storage.tier import RetentionPolicy
 
     floors = uplink.retention_floors() if uplink is not None else {}
     out = {}
     for topic in broker.topics.all():
-        ms, size = int(topic.config("retention.ms")), int(topic.config("retention.bytes"))
+        # cleanup.policy=compact alone: retention.ms/bytes do not delete (as in Kafka)
+        ms = int(topic.config("retention.ms")) if topic.deletes else -1
+        size = int(topic.config("retention.bytes")) if topic.deletes else -1
+        compaction = CompactionPolicy(int(topic.config("delete.retention.ms")),
+                                      int(topic.config("min.compaction.lag.ms")),
+                                      float(topic.config("min.cleanable.dirty.ratio"))) if topic.compacted else None
         for sid in topic.streams:
-            out[sid] = RetentionPolicy(ms, size, floors.get(sid))
+            out[sid] = RetentionPolicy(ms, size, floors.get(sid), compaction)
     return out
 
 

@@ -24,6 +24,8 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
     POST   /api/v1/uplink/resume      forward again -> UplinkStatus
     GET    /api/v1/mqtt               MQTT broker counters
     GET    /api/v1/storage            StorageInfo
+    POST   /api/v1/storage/compact    run log compaction of every cleanup.policy=compact partition now
+                                      (whether due or not) -> {"compacted_streams": N, "storage": StorageInfo}
     GET    /api/v1/metrics            {"families": [MetricFamily]} (the figures /metrics shows)
     GET    /metrics                   Prometheus text format
     GET    /healthz                   "ok" (text)
@@ -463,6 +465,15 @@ async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Re
         raise AdminError(409, "the uplink is not enabled on this node ([uplink] enabled = true)")
     uplink.pause() if match.group(1) == "pause" else uplink.resume()
     return json_response(200, views.uplink_view(server.app))
+
+
+@route("POST", P + r"/storage/compact")
+async def _storage_compact(server: AdminServer, match: re.Match, body: Any) -> Response:
+    tier = getattr(server.app.storage, "tier", None)
+    if tier is None:
+        raise AdminError(409, "this node has no object-storage tier")
+    n = await tier.key_compactor.run_once(force=True)
+    return json_response(200, {"compacted_streams": n, "storage": views.storage_view(server.app)})
 
 
 @route("GET", P + r"/mqtt")
