@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from appliance import __version__
+from appliance.admin.cost_views import inventory_warnings
 from appliance.admin.models import (
     Clients,
     GroupInfo,
@@ -172,10 +173,13 @@ def warnings(app: Any, storage: StorageInfo) -> list[str]:
     return out
 
 
-def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Status:
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener], monotonic: float | None = None) -> Status:
+    """`monotonic`: the broker's clock, for the inventory findings against the live rates (None: skip them)."""
     s = app.settings
     storage = storage_view(app)
     warns = warnings(app, storage)
+    if monotonic is not None:
+        warns += inventory_warnings(app, monotonic=monotonic)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
     topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
