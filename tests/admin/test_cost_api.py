@@ -188,3 +188,13 @@ def test_no_inventory_declared_keeps_the_status_quiet(appliance):
     inv = admin.inventory()
     assert inv.streams == [] and inv.unowned == ["scratch"]  # listed, so the inventory can converge
     assert admin.status().warnings == []
+
+
+def test_mqtt_ingest_counts_as_ingress(appliance):
+    for i in range(3):
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(appliance.mqtt_port), "-t", f"line1/m{i}",
+                        "-m", "x" * 500, "-q", "1"], check=True, timeout=15)  # QoS 1: acknowledged once appended
+    admin = AdminClient(appliance.admin_url)
+    fed = [t for t in admin.measurements().topics if t.bytes_in_total]
+    assert len(fed) == 1, fed  # the unmapped messages' default topic
+    assert fed[0].bytes_in_total == admin.topic(fed[0].topic).size_bytes >= 3 * 500
