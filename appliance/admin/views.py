@@ -341,6 +341,16 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_topic_partition_log_start_offset", "gauge", "First readable offset.", ls),
         MetricFamily("millstream_topic_partition_size_bytes", "gauge", "Bytes of retained record batches.", size),
     ]
+    meter = getattr(app.broker, "meter", None)
+    if meter is not None:
+        totals = meter.totals()
+        fams += [
+            MetricFamily("millstream_topic_bytes_in_total", "counter",
+                         "Bytes appended to the topic (Kafka produce and MQTT ingest).",
+                         [MetricSample({"topic": t}, v[0]) for t, v in totals.items()]),
+            MetricFamily("millstream_topic_bytes_out_total", "counter", "Bytes of the topic sent to consumers (Fetch).",
+                         [MetricSample({"topic": t}, v[1]) for t, v in totals.items()]),
+        ]
     lag, committed = [], []
     groups = groups_view(app)
     for g in groups:

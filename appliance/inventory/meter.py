@@ -117,6 +117,10 @@ class TrafficMeter:
     def topics(self) -> list[str]:
         return sorted(self._series)
 
+    def totals(self) -> dict[str, tuple[int, int]]:
+        """(bytes in, bytes out) per topic since the start: counters, no window, no clock."""
+        return {t: (s.total_in, s.total_out) for t, s in sorted(self._series.items())}
+
     def covered_s(self, now: float) -> float:
         """Seconds of the window that have elapsed: from the meter's start until the window is full."""
         bucket = self._bucket(now)

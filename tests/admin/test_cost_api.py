@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.admin.client import AdminAPIError, AdminClient
 from appliance.inventory.measurements import measurements_from_json
@@ -80,6 +81,12 @@ def test_measurements_count_produced_and_fetched_bytes(appliance):
     assert status == 200 and doc["window_s"] == 3600 and doc["bucket_s"] == 10 and doc["covered_s"] > 0
     parsed = measurements_from_json(doc).by_topic()["line3.telemetry"]
     assert parsed.bytes_in_total == stored
+
+    _, text, _ = raw(appliance, "GET", "/metrics")
+    samples = {(s.name, s.labels.get("topic")): s.value
+               for f in text_string_to_metric_families(text.decode()) for s in f.samples}
+    assert samples[("millstream_topic_bytes_in_total", "line3.telemetry")] == stored
+    assert samples[("millstream_topic_bytes_out_total", "line3.telemetry")] == after.bytes_out_total
 
     r = cli("cost", "--admin", appliance.admin_url)
     assert r.returncode == 0, r.stderr

@@ -32,6 +32,7 @@ def test_old_buckets_leave_the_window_but_totals_stay():
     assert later.bytes_in_total == 50_000
     assert later.window_s == pytest.approx(55)  # five whole buckets and 5 s of the current one
     assert later.peak_to_average == 1
+    assert m.totals() == {"t": (50_000, 0)}
 
 
 def test_peak_to_average_finds_the_burst():
