@@ -8,7 +8,26 @@
                                           the unowned topics
 
 The price sheet is read per request in a worker thread (a small file), so an edited sheet applies
-at once and a broken one is a 409 naming the problem, never a failed start.
+at once and a broken one is a 409 naming the problem, never a failed start. A bad scale or
+retention is a 400.
+
+Shapes (models in appliance/admin/models.py: LiveMeasurements, CostReport, InventoryReport):
+
+    /measurements  {"window_s": 3600.0, "covered_s": 125.3, "bucket_s": 10.0,
+                    "topics": [{"topic", "bytes_in_per_s", "bytes_out_per_s", "consumer_groups",
+                                "peak_to_average", "partitions", "retained_bytes", "retention_s" (null:
+                                unlimited), "fan_out", "bytes_in_total", "bytes_out_total"}]}
+    /cost          {"price_sheet", "currency", "workload": {"ingress_bytes_per_s", "egress_bytes_per_s",
+                    "peak_ingress_bytes_per_s", "peak_egress_bytes_per_s", "partitions", "retained_bytes",
+                    "topics", "retention"}, "designs": {"broker_attached"|"object_storage": {"design",
+                    "title", "brokers", "total", "by_category": {category: monthly}, "lines": [{"category",
+                    "item", "quantity", "unit", "unit_price", "monthly", "note"}]}}, "assumptions": [str],
+                    "measured_s", and with a projection "projection": {"scale"?, "retention_s"?},
+                    "baseline_totals": {design: total}}  (= `millstream cost --json` plus measured_s)
+    /inventory     {"streams": [{"topic", "placement", "forwarded", "local_action", "owner", "source",
+                    "retention_s", "consumers", "topics" (matched), "bytes_in_per_s"}],
+                    "findings": [{"severity", "stream", "rule", "message"}] (errors first),
+                    "unowned": [topic], "counts": {"error", "warning", "info"}, "worst_wan_outage_s"}
 """
 
 from __future__ import annotations
