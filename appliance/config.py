@@ -543,6 +543,10 @@ class IngestSettings:
     default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
     max_pending: int = setting(100_000, parse_int(1, 10_000_000),
                                "messages waiting for the WAL before publishers are pushed back (0x97)")
+    mqtt_out_commit_interval: float = setting(1.0, parse_duration,
+                                              "[[mqtt_out]]: how often the published positions are committed")
+    mqtt_out_commit_records: int = setting(10_000, parse_int(1, 10_000_000),
+                                           "[[mqtt_out]]: commit sooner once this many records were published")
 
 
 @dataclass(frozen=True)
@@ -600,6 +604,14 @@ class MqttOutRule:
     retain: bool = setting(False, parse_bool, "publish retained (latest value per MQTT topic)")
 
 
+def parse_host_id(value: Any) -> str:
+    """A Sparkplug host id: one MQTT topic level (no '/', '+', '#'), or empty."""
+    text = parse_str(value)
+    if any(c in text for c in "/+#") or "\x00" in text:
+        raise ValueError(f"a host id is one topic level without '/', '+' or '#': {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class SparkplugSettings:
     """Sparkplug B (`spBv1.0/#`): decoded into one Kafka record per metric, raw payloads kept aside."""
@@ -609,6 +621,8 @@ class SparkplugSettings:
                                "normalised metric records; template over {group}, {edge_node}, {device}")
     raw_topic: str = setting("sparkplug.raw", parse_template, "raw payloads, one record per MQTT message (empty: off)")
     rebirth_min_interval: float = setting(5.0, parse_duration, "at most one rebirth request per edge node this often")
+    host_id: str = setting("", parse_host_id,
+                           "Sparkplug Host Application id: publish spBv1.0/STATE/<host_id> (empty: off)")
 
 
 @dataclass(frozen=True)
