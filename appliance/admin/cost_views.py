@@ -16,7 +16,7 @@ from typing import Any
 from appliance.cost.model import compare_projected
 from appliance.cost.prices import PriceSheet
 from appliance.cost.render import to_json
-from appliance.inventory.checks import check_inventory, stream_for_topic, summarize
+from appliance.inventory.checks import Finding, check_inventory, stream_for_topic, summarize
 from appliance.inventory.measurements import Measurements, TopicMeasurement, measurements_to_json
 
 STATUS_FINDINGS = 5  # inventory findings listed in the status warnings; the rest are counted
@@ -111,14 +111,19 @@ def inventory_view(app: Any, *, monotonic: float, measured: Measurements | None 
             "worst_wan_outage_s": s.inventory.worst_wan_outage}
 
 
-def inventory_warnings(app: Any, *, monotonic: float) -> list[str]:
-    """Errors and warnings of the inventory for the status warnings; nothing while no `[[streams]]`
-    are declared (a site that keeps no inventory is not warned about every topic)."""
-    if not app.settings.streams:
+def status_findings(app: Any, *, monotonic: float) -> list[Finding]:
+    """The inventory's errors and warnings against the live rates, for the status; none while no
+    `[[streams]]` are declared (a site that keeps no inventory is not warned about every topic)."""
+    s = app.settings
+    if not s.streams:
         return []
-    findings = [f for f in check_inventory(app.settings.streams, app.settings.inventory,
-                                           live_measurements(app, monotonic=monotonic))
-                if f.severity in ("error", "warning")]
+    return [f for f in check_inventory(s.streams, s.inventory, live_measurements(app, monotonic=monotonic))
+            if f.severity in ("error", "warning")]
+
+
+def inventory_warnings(app: Any, *, monotonic: float) -> list[str]:
+    """`status_findings` as status warning lines, the first STATUS_FINDINGS of them and a count."""
+    findings = status_findings(app, monotonic=monotonic)
     out = [f"inventory: {f.severity}: {f.stream}: {f.message}" for f in findings[:STATUS_FINDINGS]]
     if len(findings) > STATUS_FINDINGS:
         out.append(f"inventory: {len(findings) - STATUS_FINDINGS} more finding(s): GET /api/v1/inventory")
