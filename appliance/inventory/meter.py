@@ -1,5 +1,9 @@
 """Live per-topic traffic: a rolling-window byte meter fed from the produce, ingest and fetch paths.
 
+Bytes in: batches appended by Kafka Produce and by MQTT ingestion. Bytes out: batches returned by
+Kafka Fetch and read by the Kafka-to-MQTT egress ([[mqtt_out]]). The uplink's reads are not
+egress here: forwarding to the cloud is the WAN link, not a consumer of this broker's design.
+
 Pure: every call takes `now` (seconds, any monotonic origin), nothing reads a clock or yields.
 Time is cut into buckets of `bucket_s` (10 s by default) counted from the meter's start, and the
 last `window_s / bucket_s` buckets form the measurement window (1 h by default). Per topic and
