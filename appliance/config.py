@@ -463,6 +463,23 @@ class InventorySettings:
                                       "longest WAN outage the plant must ride out without losing forwarded data")
     plant_disk_budget: int = setting(0, parse_size,
                                      "disk the plant may fill with forwarded streams during that outage (0: not checked)")
+    measurement_window: float = setting(3600.0, parse_duration,
+                                        "window of the live per-topic rates (admin API measurements, cost)")
+    measurement_bucket: float = setting(10.0, parse_duration,
+                                        "bucket of the live rates: the peak is the busiest bucket in the window")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.measurement_bucket <= self.measurement_window:
+            raise ValueError("measurement_bucket must be > 0 and no longer than measurement_window")
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The cost model served by the admin API (`GET /api/v1/cost`) and shown in the TUI."""
+
+    price_sheet: Path | None = setting(None, lambda v: None if v in (None, "") else parse_path(v),
+                                       "price sheet (TOML) laid over the built-in defaults "
+                                       "(`millstream cost --print-price-sheet`)")
 
 
 @dataclass(frozen=True)
@@ -636,6 +653,7 @@ SECTIONS: dict[str, type] = {
     "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
+    "cost": CostSettings,
     "security": SecuritySettings,
     "ingest": IngestSettings,
     "sparkplug": SparkplugSettings,
@@ -663,6 +681,7 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
+    cost: CostSettings = field(default_factory=CostSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     streams: tuple[StreamSettings, ...] = ()
     listeners: tuple[ListenerSettings, ...] = ()

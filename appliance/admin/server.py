@@ -27,6 +27,9 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
     POST   /api/v1/storage/compact    run log compaction of every cleanup.policy=compact partition now
                                       (whether due or not) -> {"compacted_streams": N, "storage": StorageInfo}
     GET    /api/v1/metrics            {"families": [MetricFamily]} (the figures /metrics shows)
+    GET    /api/v1/measurements       live per-topic rates (cost_routes.py; `millstream cost --admin`)
+    GET    /api/v1/cost?scale=&retention=  cost comparison of the live workload, line items, assumptions
+    GET    /api/v1/inventory          `[[streams]]`, placement findings, unowned topics
     GET    /metrics                   Prometheus text format
     GET    /healthz                   "ok" (text)
 
@@ -399,7 +402,8 @@ async def _metrics_json(server: AdminServer, match: re.Match, body: Any) -> Resp
 
 @route("GET", P + r"/status")
 async def _status(server: AdminServer, match: re.Match, body: Any) -> Response:
-    return json_response(200, views.status_view(server.app, now=server.now(), listeners=server.listeners()))
+    return json_response(200, views.status_view(server.app, now=server.now(), listeners=server.listeners(),
+                                                monotonic=server.app.broker.monotonic()))
 
 
 @route("GET", P + r"/storage")
@@ -519,4 +523,4 @@ async def _logs(server: AdminServer, match: re.Match, body: Any, query: dict[str
     return json_response(200, views.logs_view(server.app, after=after, limit=500 if limit is None else limit))
 
 
-from appliance.admin import security_routes  # noqa: E402,F401  (registers its routes on the table above)
+from appliance.admin import cost_routes, security_routes  # noqa: E402,F401  (register their routes on the table above)

@@ -261,6 +261,9 @@ class KafkaToMqtt:
                     continue
                 for batch in res.batches:
                     self._publish_batch(f, batch)
+                meter = getattr(self.kafka, "meter", None)  # the live per-topic rates count it as egress
+                if meter is not None and res.batches:
+                    meter.add_out(f.topic, sum(len(b) for b in res.batches), self.kafka.monotonic())
                 if self._uncommitted >= self.commit_records:
                     break
             if self.meta is not None and (trio.current_time() >= next_commit

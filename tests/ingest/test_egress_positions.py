@@ -87,3 +87,25 @@ async def test_positions_survive_a_crash_without_skipping_or_replaying_history(t
 async def _run_in(egress: KafkaToMqtt, scope: trio.CancelScope, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
     with scope:
         await egress.run(task_status=task_status)  # started once its starting points are durable
+
+
+async def test_mirrored_bytes_count_as_egress_in_the_traffic_meter(tmp_path):
+    from appliance.inventory.meter import TrafficMeter
+
+    storage = open_local_storage(tmp_path / "data", StorageSettings(fsync=False))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        topics = TopicCatalog(storage.meta, storage.logs)
+        meter = TrafficMeter(0.0)
+        kafka = SimpleNamespace(topics=topics, logs=storage.logs, meter=meter, monotonic=lambda: 5.0)
+        live = await topics.create("live", 1)
+        sink = RecordingSink()
+        egress = KafkaToMqtt([MqttOutRule("live", "out/live")], kafka, Broker(sink=sink))
+        stop = trio.CancelScope()
+        await nursery.start(_run_in, egress, stop)
+        batch = build_batch([(None, b"v-%d" % i, ()) for i in range(3)], timestamp_ms=1_700_000_000_000)
+        await storage.logs.append(live.streams[0], batch, now_ms=1_700_000_000_000).durable()
+        await _wait(lambda: len(sink.messages) == 3)
+        assert meter.totals() == {"live": (0, len(batch))}
+        stop.cancel()
+        nursery.cancel_scope.cancel()

@@ -96,19 +96,26 @@ def _append_partition(ctx: RequestContext, topic, index: int, data) -> _Outcome:
                 return out.fail(ErrorCode.INVALID_RECORD, "compacted topic cannot accept a record without a key")
     out.records = sum(h.records_count for h in headers)
     now = broker.now_ms()
-    for batch in batches:
-        try:
-            out.appends.append(broker.logs.append(stream, batch, now_ms=now))
-        except DuplicateBatchError as e:
-            # An idempotent retry of a batch we already have: answer with its original offsets.
-            out.appends.append(AppendResult(e.base_offset, e.last_offset, -1, broker.logs.offsets(stream).log_start, True))
-        except ProducerStateError as e:
-            return out.fail(e.kafka_code, str(e))
-        except StorageError as e:
-            return out.fail(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
-        except StreamNotFoundError:
-            return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
-    return out
+    appended = 0
+    try:
+        for batch in batches:
+            try:
+                out.appends.append(broker.logs.append(stream, batch, now_ms=now))
+                appended += len(batch)
+            except DuplicateBatchError as e:
+                # An idempotent retry of a batch we already have: answer with its original offsets.
+                out.appends.append(AppendResult(e.base_offset, e.last_offset, -1,
+                                                broker.logs.offsets(stream).log_start, True))
+            except ProducerStateError as e:
+                return out.fail(e.kafka_code, str(e))
+            except StorageError as e:
+                return out.fail(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+            except StreamNotFoundError:
+                return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+        return out
+    finally:
+        if appended:  # once per partition, for the live per-topic rates (inventory/meter.py)
+            broker.meter.add_in(topic.name, appended, broker.monotonic())
 
 
 def stage(ctx: RequestContext, req: m.ProduceRequest) -> Awaitable[m.ProduceResponse | None] | m.ProduceResponse | None:
