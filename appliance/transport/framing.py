@@ -2,7 +2,9 @@
 
 With a `FrameBudget` (transport/frame_budget.py) the body of a large frame is read only once its
 size has been reserved from the process-wide budget; call `done()` when the frame has been
-handed off, and `close()` when the connection ends, so the reservation goes back.
+handed off, and `close()` when the connection ends, so the reservation goes back. Reads are at
+most `chunk` bytes (16 KiB) except while filling a reserved frame, which reads up to its end and
+no further: a connection holds at most about two chunks outside the budget.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ class FrameTooLargeError(ProtocolError):
 class FrameReader:
     """Reads whole frames from a stream with one buffer and few copies."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream, max_frame: int, chunk: int = 256 << 10, *,
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame: int, chunk: int = SMALL_FRAME, *,
                  budget: FrameBudget | None = None, frame_timeout: float = math.inf) -> None:
         self._stream = stream
         self._max = max_frame
@@ -36,9 +38,11 @@ class FrameReader:
         self._frame_timeout = frame_timeout
         self.held = 0  # bytes of the budget this reader holds for the current frame
 
-    async def _fill(self, need: int) -> bool:
+    async def _fill(self, need: int, exact: bool = False) -> bool:
+        """Buffer at least `need` bytes; `exact`: never read past them (a reserved frame's end)."""
         while len(self._buf) < need:
-            data = await self._stream.receive_some(max(self._chunk, min(need - len(self._buf), _MAX_READ)))
+            missing = min(need - len(self._buf), _MAX_READ)
+            data = await self._stream.receive_some(missing if exact else max(self._chunk, missing))
             if not data:
                 if self._buf:
                     raise ProtocolError(f"connection closed mid-frame ({len(self._buf)} of {need} bytes)")
@@ -65,7 +69,7 @@ class FrameReader:
             await reserve(budget, total)  # back-pressure: this socket is not read until it fits
             self.held = total
             with trio.move_on_after(self._frame_timeout) as scope:
-                complete = await self._fill(total)
+                complete = await self._fill(total, exact=True)
             if scope.cancelled_caught:
                 raise ProtocolError(f"frame of {size} bytes not completed within {self._frame_timeout:g}s "
                                     f"({len(self._buf)} bytes received) while holding the frame budget")

@@ -53,7 +53,8 @@ from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
 log = get_logger("mqtt")
 
-_READ_SIZE = 65536
+_READ_SIZE = 16 << 10  # per receive; a packet holding frame budget is read up to its end instead
+_MAX_READ = 1 << 20
 _OUTBOX_HIGH_WATER = 1024  # packets queued for the socket before the reader pauses
 _CLOSE_FLUSH_SECONDS = 2.0  # time allowed to write a final CONNACK/DISCONNECT
 _LINGER_SECONDS = 0.5  # after a server-side close, drain the peer's input this long...
@@ -264,9 +265,10 @@ class _ConnectionHandler:
         held_deadline = math.inf  # the held packet must have arrived by then
         while not conn.closing:
             deadline = conn.keepalive_deadline()
+            size = min(self._held - reader.buffered, _MAX_READ) if self._held else _READ_SIZE
             with trio.move_on_at(min(deadline if deadline is not None else math.inf, held_deadline)) as scope:
                 try:
-                    data = await self.stream.receive_some(_READ_SIZE)
+                    data = await self.stream.receive_some(max(1, size))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                     data = b""
             if scope.cancelled_caught:
