@@ -130,8 +130,13 @@ class QoS1Publisher:
         self.pending = still
         while publish and self.c.is_connected() and len(self.pending) < IN_FLIGHT:
             seq = self.next_seq
-            self.pending.append((seq, self.c.publish(self.topic, self.payload(seq), qos=1)))
             self.next_seq += 1
+            info = self.c.publish(self.topic, self.payload(seq), qos=1)
+            if info.rc == mqtt.MQTT_ERR_NO_CONN:  # the link just dropped: paho sends it after reconnecting
+                info.rc = mqtt.MQTT_ERR_SUCCESS
+            elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break  # not queued: never sent, so nothing was promised; try again next step
+            self.pending.append((seq, info))
 
     def close(self) -> None:
         self.c.disconnect()
@@ -146,13 +151,17 @@ class MqttLoad:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                for p in self.publishers:
-                    p.step()
-            time.sleep(0.002)
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    for p in self.publishers:
+                        p.step()
+                time.sleep(0.002)
+        except BaseException as e:  # surfaced by wait_for_acks, not lost in a thread
+            self.error = e
 
     def acked_counts(self) -> list[int]:
         with self._lock:
@@ -161,6 +170,7 @@ class MqttLoad:
     def wait_for_acks(self, more_than: list[int], timeout: float, every: bool) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            assert self.error is None, f"load thread failed: {self.error!r}"
             grown = [now > before for now, before in zip(self.acked_counts(), more_than, strict=True)]
             if all(grown) if every else any(grown):
                 return True
