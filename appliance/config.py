@@ -391,6 +391,18 @@ class MqttSettings:
     retain_available: bool = setting(True, parse_bool, "accept retained messages")
     max_qos: int = setting(2, parse_int(0, 2), "highest QoS granted")
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
+    max_connections: int = setting(4096, parse_int(1, 1_000_000),
+                                   "open connections per MQTT listener; beyond it new ones are refused (CONNACK 0x97 / 3)")
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Process-wide memory bounds shared by every listener."""
+
+    inflight_frame_bytes: int = setting(256 << 20, parse_size,
+                                        "request frames (Kafka) and packets (MQTT) being received, all connections together")
+    frame_timeout: float = setting(60.0, parse_duration,
+                                   "a large frame holding part of that budget must arrive within this, else its connection closes")
 
 
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -658,6 +670,7 @@ SECTIONS: dict[str, type] = {
     "ingest": IngestSettings,
     "sparkplug": SparkplugSettings,
     "bridge": BridgeSettings,
+    "limits": LimitsSettings,
 }
 
 # Sections written as TOML arrays of tables (`[[streams]]`, `[[mqtt_map]]`): each entry builds one
@@ -688,6 +701,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sparkplug: SparkplugSettings = field(default_factory=SparkplugSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     mqtt_map: tuple[MqttMapRule, ...] = ()
     assets: tuple[AssetRule, ...] = ()
     mqtt_out: tuple[MqttOutRule, ...] = ()

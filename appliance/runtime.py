@@ -86,6 +86,7 @@ class Appliance:
         self.listener_ports: dict[str, int | None] = {}  # listener name -> bound port
         self.stopping = trio.Event()
         self.log_ring: LogRing | None = None  # recent log lines for the admin API, while running
+        self.frame_budget: Any = None  # transport.frame_budget.FrameBudget, shared by every listener
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
@@ -94,12 +95,19 @@ class Appliance:
         from appliance.kafka.broker import Broker
         from appliance.security.service import Security
         from appliance.storage.tiered import open_storage
+        from appliance.transport import fd_limit
+        from appliance.transport.frame_budget import FrameBudget
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
         self.log_ring = attach_ring()
         if s.streams:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
+        limits = [s.kafka.max_connections] * len(s.listeners_of("kafka"))
+        if s.mqtt_enabled:
+            limits += [s.mqtt.max_connections] * len(s.listeners_of("mqtt"))
+        fd_limit.ensure(fd_limit.wanted(limits))
+        self.frame_budget = FrameBudget(s.limits.inflight_frame_bytes)
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.security = Security(s)
@@ -116,7 +124,7 @@ class Appliance:
                 servers = []
                 for x in s.listeners_of("kafka"):
                     server = KafkaServer(self.broker, x.bind, name=x.name, guard=self._guard(x),
-                                         advertised_host=x.advertised_host)
+                                         advertised_host=x.advertised_host, frame_budget=self.frame_budget)
                     await services.start(server.run)
                     self.listener_ports[x.name] = server.port
                     servers.append(server)
@@ -182,7 +190,9 @@ class Appliance:
             self._mqtt_done.append(done)
             bound = await services.start(partial(_serve_then_set, done, serve_mqtt, self.mqtt, x.bind,
                                                  stop=self._mqtt_stop, grace=s.node.shutdown_grace,
-                                                 guard=self._guard(x), tick=i == 0))
+                                                 guard=self._guard(x), tick=i == 0,
+                                                 frame_budget=self.frame_budget,
+                                                 frame_timeout=s.limits.frame_timeout))
             self.listener_ports[x.name] = bound.port
             if i == 0:
                 self.mqtt_port = bound.port

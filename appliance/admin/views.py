@@ -366,6 +366,19 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_consumer_group_committed_offset", "gauge", "Committed offset per partition.", committed),
         MetricFamily("millstream_consumer_group_lag", "gauge", "High watermark minus committed offset.", lag),
     ]
+    budget = getattr(app, "frame_budget", None)
+    if budget is not None:
+        fams += [
+            _one("millstream_frame_budget_bytes", "gauge", "Bytes all connections may hold in request frames being received.",
+                 budget.capacity),
+            _one("millstream_frame_budget_in_use_bytes", "gauge", "Bytes reserved by large frames being received.",
+                 budget.in_use),
+            _one("millstream_frame_budget_peak_bytes", "gauge", "Most bytes ever reserved at once.", budget.peak),
+            _one("millstream_frame_budget_waiting", "gauge", "Connections waiting for room in the frame budget.",
+                 budget.waiting),
+            _one("millstream_frame_budget_waits_total", "counter", "Large frames that had to wait for room.", budget.waits),
+            _one("millstream_frame_budget_refused_total", "counter", "Frames larger than the whole budget.", budget.refused),
+        ]
     mqtt = mqtt_view(app)
     if mqtt["enabled"]:
         for key, value in sorted(mqtt["stats"].items()):

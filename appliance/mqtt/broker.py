@@ -41,6 +41,7 @@ class MqttStats:
 
     connections_total: int = 0
     connections_current: int = 0
+    connections_refused: int = 0  # beyond a listener's max_connections
     sessions: int = 0
     messages_in: int = 0
     messages_out: int = 0
