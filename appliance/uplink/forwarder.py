@@ -78,7 +78,14 @@ from appliance.storage.ports import LogStore, MetaStore
 from appliance.uplink.bandwidth import RateMeter, TokenBucket
 from appliance.uplink.client.backoff import Backoff
 from appliance.uplink.client.batches import rewrite_producer
-from appliance.uplink.client.errors import Handling, KafkaClientError, classify, error_name
+from appliance.uplink.client.errors import (
+    Handling,
+    KafkaClientError,
+    NoBrokerAvailableError,
+    TlsError,
+    classify,
+    error_name,
+)
 from appliance.uplink.client.kafka_client import (
     Connector,
     KafkaClient,
@@ -86,6 +93,7 @@ from appliance.uplink.client.kafka_client import (
     open_kafka_client,
     tcp_connect,
 )
+from appliance.uplink.client.tls import UplinkTls
 from appliance.uplink.lanes import Lane, SentBatch
 
 log = get_logger("uplink")
@@ -103,7 +111,8 @@ Part = tuple[Lane, SentBatch]
 class Forwarder:
     def __init__(self, settings: UplinkSettings, logs: LogStore, meta: MetaStore, topics: TopicCatalog, *,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random, connect: Connector = tcp_connect) -> None:
+                 rand: Callable[[], float] = random.random, connect: Connector | None = None,
+                 tls: UplinkTls | None = None) -> None:
         self.settings = settings
         self.logs = logs
         self.meta = meta
@@ -111,7 +120,10 @@ class Forwarder:
         self.clock = clock
         self.wall_clock = wall_clock
         self.rand = rand
-        self.connect = connect
+        self.tls = tls
+        self.connect = connect or (tls.connect if tls is not None else tcp_connect)
+        self.tls_error: str | None = None  # short reason of the last TLS refusal; None once connected
+        self.connect_failures = 0  # consecutive failed sessions (connection or TLS) since the last success
         self.lanes: dict[int, Lane] = {}
         rec = meta.get(NAMESPACE, PRODUCER_KEY) or {}
         self.producer: tuple[int, int] = (rec.get("pid", -1), rec.get("epoch", -1))
@@ -136,6 +148,7 @@ class Forwarder:
         self._inflight: dict[int | None, int] = {}
         self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
         self._metadata_due = 0.0
+        self._metadata_failures = 0
         self._throttle_until = 0.0
 
     # --- public: lifecycle, control, state ----------------------------------------------------
@@ -211,6 +224,10 @@ class Forwarder:
             "connected": self.connected,
             "paused": self.paused,
             "bootstrap": list(self.settings.bootstrap),
+            "security": self.settings.security,
+            "tls_error": self.tls_error,
+            "client_certificate": self.tls.cert_info.as_dict() if self.tls and self.tls.cert_info else None,
+            "connect_failures": self.connect_failures,
             "producer_id": self.producer[0],
             "producer_epoch": self.producer[1],
             "last_error": self.last_error,
@@ -402,7 +419,13 @@ class Forwarder:
             except Exception as e:  # incl. exception groups from the session's tasks
                 msg = _describe(e)
                 self._note_error(msg)
-                log.warning("uplink_disconnected", error=msg)
+                self.connect_failures += 1
+                tls = _tls_error(e)
+                if tls is not None:
+                    self.tls_error = tls.reason
+                    log.warning("uplink_tls_refused", reason=tls.reason, error=str(tls), attempts=self.connect_failures)
+                else:
+                    log.warning("uplink_disconnected", error=msg)
             finally:
                 self.connected = False
             self._settle(force=True)
@@ -414,6 +437,8 @@ class Forwarder:
         self._answer_queues = {}
         await client.bootstrap()
         self.connected = True
+        self.tls_error = None
+        self.connect_failures = 0
         self.sessions += 1
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
@@ -448,6 +473,7 @@ class Forwarder:
         for lane in lanes:
             tm = md.topics.get(lane.cloud_topic)
             lane.node = None
+            was = lane.blocked
             if tm is None or tm.error:
                 code = tm.error if tm else 3
                 lane.blocked = f"cloud topic {lane.cloud_topic}: {error_name(code)}"
@@ -458,8 +484,18 @@ class Forwarder:
                 lane.node = md.leader(lane.cloud_topic, lane.partition)
                 lane.blocked = None if lane.node is not None else f"cloud partition {lane.cloud_topic}-{lane.partition} has no leader"
             transient = transient or lane.blocked is not None
+            if lane.blocked != was and lane.blocked is not None:
+                self._note_error(f"{lane.topic}-{lane.partition}: {lane.blocked}")
+                log.warning("uplink_partition_blocked", topic=lane.topic, partition=lane.partition,
+                            cloud=lane.cloud_topic, reason=lane.blocked)
         if transient:
-            self._metadata_due = min(self._metadata_due, self.clock() + 1.0)
+            # Ask again soon, then less often: a denied or missing cloud topic must not turn into a
+            # Metadata (and denial) storm on the cloud.
+            self._metadata_failures += 1
+            retry = min(self.settings.metadata_refresh, 2.0 ** min(self._metadata_failures - 1, 16))
+            self._metadata_due = min(self._metadata_due, self.clock() + retry)
+        else:
+            self._metadata_failures = 0
 
     # --- the pump ------------------------------------------------------------------------------
 
@@ -627,6 +663,20 @@ class Forwarder:
         timeout = min(timeout, max(self._metadata_due - now, 0.0))
         with trio.move_on_after(max(timeout, 0.001)):
             await self._wake.wait()
+
+
+def _tls_error(e: BaseException) -> TlsError | None:
+    """The TLS refusal behind a failed session, if that is what it was."""
+    if isinstance(e, TlsError):
+        return e
+    if isinstance(e, NoBrokerAvailableError):
+        return e.tls
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            found = _tls_error(sub)
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(e: BaseException) -> str:
