@@ -350,6 +350,9 @@ class UplinkSettings:
     start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
     bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
     max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    merge_bytes: int = setting(256 << 10, parse_size,
+                               "merge consecutive small stored batches of a partition into one batch up to this "
+                               "size (e.g. one-record MQTT batches); 0: send every stored batch as it is")
     request_timeout: float = setting(30.0, parse_duration, "a cloud request without an answer this long drops the connection")
     connect_timeout: float = setting(10.0, parse_duration, "TCP connect + ApiVersions deadline per address")
     reconnect_backoff: float = setting(0.1, parse_duration, "first reconnect delay (doubles, with jitter)")

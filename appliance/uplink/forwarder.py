@@ -4,7 +4,10 @@ It reads committed batches straight from the LogStore (not through a network con
 produces them to the cloud as an idempotent producer of its own, one lane per local partition
 (`lanes.py`): local partition p of topic T goes to partition p of the cloud topic named by the
 `[[uplink.forward]]` template, e.g. "{site}.{topic}". Batches are forwarded as stored, with only
-the producer fields of their header rewritten (`client/batches.py`).
+the producer fields of their header rewritten (`client/batches.py`), except that runs of small
+plain batches (say one-record batches from a trickle of MQTT messages) are merged into one batch
+of up to `merge_bytes` (Apache Kafka takes exactly one batch per partition and Produce request,
+v3+, so merging is the only way to send more than one small batch per partition per request).
 
 Exactly once, per-partition order: the argument
 -------------------------------------------------
@@ -39,6 +42,20 @@ within the broker's 5-batch memory.
    its outstanding answers, and resends from the last acknowledged batch: duplicates again.
    DUPLICATE_SEQUENCE_NUMBER counts as success. Responses on one connection come in send order,
    so "acknowledged" is always a prefix of "sent".
+5. Merged batches. The broker recognises a resend by its sequence range, so a merged batch must be
+   resent with exactly the same stored batches in it - but which batches get merged depends on
+   what happened to be read at the time, which point 1 cannot rebuild. So the grouping is made
+   durable before it matters (lanes.py): the lane record also holds `plan` (the merged groups past
+   the cursor, as local offset ranges) and `plan_end` (the grouping of [cursor, plan_end) is fixed:
+   those groups, single stored batches elsewhere). A merged group is sent only once a checkpoint
+   holding it has landed; a single batch needs nothing (point 1), and a single batch sent past
+   the fixed grouping extends it in memory, so a rewind within the run (point 4) regroups nothing.
+   After a restart, the lane follows the durable plan up to `plan_end`; past it the previous run can
+   only have sent single batches, at most MAX_UNCONFIRMED (point 2), so the first MAX_UNCONFIRMED
+   stored batches past `plan_end` go out single again before merging resumes. A new producer (id,
+   epoch) (point 3) starts with an empty plan. One checkpoint plans up to 2 x MAX_UNCONFIRMED merged
+   groups, so under a backlog the extra write is shared by many records; with a healthy link a lane
+   usually has one batch waiting, which goes out at once, unmerged.
 
 The remaining gap is the Kafka protocol's own: if the cloud lost a producer's state (e.g. Kafka's
 `producer.id.expiration.ms` passed during a very long outage) while a batch's fate was unknown
@@ -77,7 +94,7 @@ from appliance.logs import get_logger
 from appliance.storage.ports import LogStore, MetaStore
 from appliance.uplink.bandwidth import RateMeter, TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import rewrite_producer
+from appliance.uplink.client.batches import merge_batches, rewrite_producer
 from appliance.uplink.client.errors import (
     Handling,
     KafkaClientError,
@@ -94,7 +111,7 @@ from appliance.uplink.client.kafka_client import (
     tcp_connect,
 )
 from appliance.uplink.client.tls import UplinkTls
-from appliance.uplink.lanes import Lane, SentBatch
+from appliance.uplink.lanes import READ, SEND, WAIT, Lane, SentBatch
 
 log = get_logger("uplink")
 
@@ -142,6 +159,8 @@ class Forwarder:
         self.backoff = Backoff(settings.reconnect_backoff, settings.reconnect_backoff_max, rand=rand)
         self.sent_batches = self.sent_records = self.sent_bytes = 0
         self.duplicates = 0
+        self.merged_batches = 0  # batches sent that merged several stored ones
+        self.merged_parts = 0  # stored batches that went out inside merged ones
         self.producer_starts = 0
         self.sessions = 0
         self._session_error: BaseException | None = None
@@ -238,6 +257,8 @@ class Forwarder:
             "sent_records": self.sent_records,
             "sent_bytes": self.sent_bytes,
             "duplicates": self.duplicates,
+            "merged_batches": self.merged_batches,
+            "merged_stored_batches": self.merged_parts,
             "producer_starts": self.producer_starts,
             "bandwidth_cap": self.settings.bandwidth,
             "backlog_records": sum(t["backlog_records"] for t in topics.values()),
@@ -298,7 +319,7 @@ class Forwarder:
 
     async def _fill(self, lane: Lane) -> None:
         try:
-            res = await self.logs.read(lane.stream_id, lane.frontier, READ_AHEAD_BYTES)
+            res = await self.logs.read(lane.stream_id, lane.read_from, READ_AHEAD_BYTES)
         except OffsetOutOfRangeError as e:
             if (e.offset < e.log_start and lane.frontier == lane.acked and lane.outstanding == 0
                     and lane.unacked == 0):
@@ -564,6 +585,7 @@ class Forwarder:
         requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytes]]] = {}
         sizes: dict[int | None, int] = {}
         limit = self.settings.max_request_bytes
+        merge_bytes = min(self.settings.merge_bytes, limit)
         for lane in lanes:
             if not lane.ready(now) or self._inflight.get(lane.node, 0) >= MAX_IN_FLIGHT:
                 continue
@@ -571,11 +593,25 @@ class Forwarder:
                 await self._fill(lane)
                 if not lane.buffer or not lane.ready(now):
                     continue
-            size = sizes.get(lane.node, 0)
-            if size and size + len(lane.buffer[0]) > limit:
+            action, n = lane.next_group(merge_bytes)
+            if action == READ:  # a planned merged group reaches past the read-ahead
+                await self._fill(lane)
+                if not lane.ready(now):
+                    continue
+                action, n = lane.next_group(merge_bytes)
+            if action != SEND:
+                if action == WAIT:
+                    self._kick_checkpoint()  # the plan must be durable before its groups go out
                 continue
-            batch, sb = lane.take()
-            out = rewrite_producer(batch, lane.pid, lane.epoch, sb.seq)
+            size = sizes.get(lane.node, 0)
+            group_size = sum(len(lane.buffer[i]) for i in range(n))
+            if size and size + group_size > limit:
+                continue
+            batches, sb = lane.take(n)
+            if n == 1:
+                out = rewrite_producer(batches[0], lane.pid, lane.epoch, sb.seq)
+            else:
+                out = merge_batches(batches, lane.pid, lane.epoch, sb.seq)
             requests.setdefault(lane.node, {})[(lane.cloud_topic, lane.partition)] = (lane, sb, out)
             sizes[lane.node] = size + len(out)
         queue = list(requests.items())
@@ -627,6 +663,9 @@ class Forwarder:
                 if handling is Handling.SUCCESS:
                     if lane.on_success(sb):
                         self.sent_batches += 1
+                        if sb.parts > 1:
+                            self.merged_batches += 1
+                            self.merged_parts += sb.parts
                         self.sent_records += sb.count
                         self.sent_bytes += sb.size
                         self.meter.add(sb.size, sb.count)
