@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,16 @@ async def test_the_uplink_verifies_the_clouds_certificate(cloud, tmp_path):
     with pytest.raises(TlsError) as e:
         await UplinkTls(settings(**_mtls(cert), server_name="cloud.elsewhere.example")).connect(host, port)
     assert e.value.reason == "hostname_mismatch"
+    # our certificate expired: the cloud says so (TLS 1.3: on the first read after our handshake)
+    now = datetime.now(timezone.utc)
+    old = Pki(cloud.data_dir).issue("uplink", "plant8", not_before=now - timedelta(days=10), not_after=now - timedelta(days=1))
+    expired = UplinkTls(settings(**_mtls(old)))
+    assert expired.cert_info.expired and expired.cert_info.identity == "uplink/plant8"
+    stream = await expired.connect(host, port)
+    with pytest.raises(trio.BrokenResourceError) as e:
+        await stream.send_all(b"\x00\x00\x00\x00")
+        await stream.receive_some(10)
+    assert tls_failure(e.value).reason == "peer_refused:certificate_expired"
     # server-only TLS (as for a third-party cluster) reaches the handshake; this cloud then wants a certificate
     tls_only = UplinkTls(settings(security="tls", ca_file=str(cert.ca_path)))
     assert tls_only.cert_info is None

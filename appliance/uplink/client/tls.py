@@ -110,6 +110,8 @@ class UplinkTls:
         self._ctx = self._build()  # a bad file is a config error at start-up, naming key and file
         self.cert_info = self._cert_info()
         self.reload_error: str | None = None
+        if self.cert_info is not None and self.cert_info.expired:
+            log.warning("uplink_certificate_expired", cert=self.cert_info.path, not_after=self.cert_info.not_after)
 
     @property
     def mutual(self) -> bool:
