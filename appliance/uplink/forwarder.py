@@ -70,6 +70,15 @@ Retention hook
 forwarded, or `[uplink] hold_unforwarded = false`). Retention calls it before deleting; with
 holding off, data deleted before it was forwarded is skipped and counted as `lost_records`.
 
+TLS and refusals: with `[uplink] security = "tls"` or `"mtls"` every connection goes through
+`client/tls.py` (server verification against `ca_file`, our certificate with mtls). A failed
+handshake or a refusal by the cloud (revoked, unknown CA, expired) ends the session like any
+connection failure - the lanes keep their positions, nothing is dropped, the next attempt comes
+after the back-off - and shows in the status as `tls_error` (a short reason) and `last_error` (a
+sentence), with `connect_failures` counting attempts since the last success. A cloud topic the
+cloud's rules hide or refuse blocks only its lanes (`topics.<t>.errors`); Metadata for blocked
+lanes is asked again after 1, 2, 4 ... s up to `metadata_refresh`, not in a loop.
+
 Priorities and the bandwidth cap: requests are filled in priority order (lower number first,
 one batch per partition and request, as Kafka requires). With a cap (`bandwidth`, bytes/s) only
 the most urgent priority level that has a backlog may send, so e.g. alarms drain before bulk
@@ -460,6 +469,7 @@ class Forwarder:
         self.connected = True
         self.tls_error = None
         self.connect_failures = 0
+        self._metadata_failures = 0
         self.sessions += 1
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
