@@ -1,6 +1,6 @@
 """The Millstream operator console: `millstream tui [--connect URL]`.
 
-One Textual app with six tabs (Overview, Topics, Groups, Clients, Uplink, Logs) and a topic screen
+One Textual app with seven tabs (Overview, Topics, Groups, Clients, Uplink, Logs, Cost) and a topic screen
 with a live tail. It polls the admin API once per `refresh_interval` (1 s by default) in a worker,
 never more than one poll in flight, and asks only for what the visible tab shows (status and
 storage always: the rates need every sample; log lines incrementally, after the last one seen), so
@@ -26,6 +26,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from appliance.admin.client import AdminAPIError, AsyncAdminClient
 from appliance.admin.models import UplinkStatus, human_duration_ms
 from tui.clients import ClientsPane
+from tui.cost import CostPane
 from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
 from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
@@ -47,8 +48,8 @@ def load_css() -> str:
 class MillstreamApp(App[None]):
     TITLE = "Millstream"
     CSS = load_css()
-    # The tab keys show in the tab labels ("Topics [2]"), so the footer keeps its room for what
-    # the visible tab can do.
+    # The tab keys show in the tab labels ("2 Topics"), so the footer keeps its room for what
+    # the visible tab can do; the tab bar fits 80 columns.
     BINDINGS = [
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('topics')", "Topics", show=False),
@@ -56,6 +57,7 @@ class MillstreamApp(App[None]):
         Binding("4", "show_tab('clients')", "Clients", show=False),
         Binding("5", "show_tab('uplink')", "Uplink", show=False),
         Binding("6", "show_tab('logs')", "Logs", show=False),
+        Binding("7", "show_tab('cost')", "Cost", show=False),
         Binding("t", "open_topic", "Tail"),
         Binding("c", "create_topic", "Create"),
         Binding("r", "alter_retention", "Retention"),
@@ -82,18 +84,20 @@ class MillstreamApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with TabbedContent(initial="overview"):
-            with TabPane("Overview [1]", id="overview"):
+            with TabPane("1 Overview", id="overview"):
                 yield OverviewPane()
-            with TabPane("Topics [2]", id="topics"):
+            with TabPane("2 Topics", id="topics"):
                 yield TopicsPane()
-            with TabPane("Groups [3]", id="groups"):
+            with TabPane("3 Groups", id="groups"):
                 yield GroupsPane()
-            with TabPane("Clients [4]", id="clients"):
+            with TabPane("4 Clients", id="clients"):
                 yield ClientsPane()
-            with TabPane("Uplink [5]", id="uplink"):
+            with TabPane("5 Uplink", id="uplink"):
                 yield UplinkPane()
-            with TabPane("Logs [6]", id="logs"):
+            with TabPane("6 Logs", id="logs"):
                 yield LogsPane()
+            with TabPane("7 Cost", id="cost"):
+                yield CostPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -125,7 +129,7 @@ class MillstreamApp(App[None]):
         self.refresh_bindings()
         # Keyboard-first: the arrow keys move in the tab's main table straight away.
         main_table = {"topics": "#topics-table", "groups": "#groups-table", "clients": "#mqtt-table",
-                      "uplink": "#uplink-table", "logs": "#log-lines"}.get(self.tab)
+                      "uplink": "#uplink-table", "logs": "#log-lines", "cost": "CostPane"}.get(self.tab)
         if main_table:
             self.query_one(main_table).focus()
         self.poll()  # show the new tab's data now, not up to a second later
@@ -142,6 +146,8 @@ class MillstreamApp(App[None]):
         yield SystemCommand("Clients", "MQTT sessions and Kafka connections", lambda: self.action_show_tab("clients"))
         yield SystemCommand("Uplink", "Link state and backlog per topic", lambda: self.action_show_tab("uplink"))
         yield SystemCommand("Logs", "Recent log lines of the appliance", lambda: self.action_show_tab("logs"))
+        yield SystemCommand("Cost", "Inventory findings; monthly cost, broker-attached vs object storage",
+                            lambda: self.action_show_tab("cost"))
         yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
         yield SystemCommand("Tail topic", "Live records of the selected topic; replay from an offset or time",
                             self._palette_tail)
@@ -188,6 +194,7 @@ class MillstreamApp(App[None]):
             uplink = await self.source.uplink() if tab == "uplink" else None
             logs_pane = self.query_one(LogsPane)
             logs = await self.source.logs(after=logs_pane.last_seq) if tab == "logs" else None
+            cost = (await self.source.cost(), await self.source.inventory()) if tab == "cost" else None
         except AdminAPIError as e:
             self._set_connected(False, e.message)
             return
@@ -210,6 +217,8 @@ class MillstreamApp(App[None]):
             self._show_uplink(uplink)
         if logs is not None:
             logs_pane.add(logs.lines, logs.last_seq)
+        if cost is not None:
+            self.query_one(CostPane).show(*cost)
 
     def _show_uplink(self, uplink: UplinkStatus) -> None:
         changed = self.uplink_status is None or (self.uplink_status.enabled, self.uplink_status.paused) != (

@@ -10,7 +10,9 @@ from typing import Protocol
 
 from appliance.admin.models import (
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
     LogLines,
     Status,
     StorageInfo,
@@ -51,5 +53,9 @@ class AdminSource(Protocol):
     async def pause_uplink(self) -> UplinkStatus: ...
 
     async def resume_uplink(self) -> UplinkStatus: ...
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport: ...
+
+    async def inventory(self) -> InventoryReport: ...
 
     async def close(self) -> None: ...

@@ -21,7 +21,10 @@ from typing import Any
 from appliance.admin.models import (
     API_PREFIX,
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
+    LiveMeasurements,
     LogLines,
     MetricFamily,
     Status,
@@ -199,6 +202,18 @@ class AdminClient:
     def mqtt(self) -> dict[str, Any]:
         return self._json("GET", "/mqtt")
 
+    def measurements(self) -> LiveMeasurements:
+        return self._model(LiveMeasurements, self._json("GET", "/measurements"))
+
+    def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        """The live workload priced on both designs; `scale` and `retention` ("7d", or seconds) project it."""
+        params = {k: v for k, v in (("scale", scale), ("retention", retention)) if v is not None}
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self._model(CostReport, self._json("GET", "/cost" + query))
+
+    def inventory(self) -> InventoryReport:
+        return self._model(InventoryReport, self._json("GET", "/inventory"))
+
     def metrics_text(self) -> str:
         status, payload, _ = self.request("GET", "/metrics")
         if status != 200:
@@ -293,6 +308,15 @@ class AsyncAdminClient:
 
     async def uplink(self) -> UplinkStatus:
         return await self._call("uplink")
+
+    async def measurements(self) -> LiveMeasurements:
+        return await self._call("measurements")
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        return await self._call("cost", scale=scale, retention=retention)
+
+    async def inventory(self) -> InventoryReport:
+        return await self._call("inventory")
 
     async def pause_uplink(self) -> UplinkStatus:
         return await self._call("pause_uplink")

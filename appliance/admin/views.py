@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from appliance import __version__
+from appliance.admin.cost_views import inventory_warnings
 from appliance.admin.models import (
     Clients,
     GroupInfo,
@@ -172,10 +173,13 @@ def warnings(app: Any, storage: StorageInfo) -> list[str]:
     return out
 
 
-def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Status:
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener], monotonic: float | None = None) -> Status:
+    """`monotonic`: the broker's clock, for the inventory findings against the live rates (None: skip them)."""
     s = app.settings
     storage = storage_view(app)
     warns = warnings(app, storage)
+    if monotonic is not None:
+        warns += inventory_warnings(app, monotonic=monotonic)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
     topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
@@ -337,6 +341,16 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_topic_partition_log_start_offset", "gauge", "First readable offset.", ls),
         MetricFamily("millstream_topic_partition_size_bytes", "gauge", "Bytes of retained record batches.", size),
     ]
+    meter = getattr(app.broker, "meter", None)
+    if meter is not None:
+        totals = meter.totals()
+        fams += [
+            MetricFamily("millstream_topic_bytes_in_total", "counter",
+                         "Bytes appended to the topic (Kafka produce and MQTT ingest).",
+                         [MetricSample({"topic": t}, v[0]) for t, v in totals.items()]),
+            MetricFamily("millstream_topic_bytes_out_total", "counter", "Bytes of the topic sent to consumers (Fetch).",
+                         [MetricSample({"topic": t}, v[1]) for t, v in totals.items()]),
+        ]
     lag, committed = [], []
     groups = groups_view(app)
     for g in groups:

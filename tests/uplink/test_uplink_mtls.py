@@ -168,8 +168,8 @@ def test_refused_certificates_keep_the_backlog_then_a_valid_one_forwards_it(clou
         sent[plant] = produce(plant.bootstrap, "alarms", 150)
     for plant, reason, said in ((p2, "peer_refused:certificate_revoked", "refused our client certificate: it is revoked"),
                                 (p3, "peer_refused:unknown_ca", "does not trust the CA that issued our client certificate")):
-        st = _wait(lambda p=plant: (s := _uplink(p))["connect_failures"] >= 3 and s["backlog_records"] and s,
-                   "repeated refusals")
+        st = _wait(lambda p=plant, said=said: (s := _uplink(p))["connect_failures"] >= 3 and s["backlog_records"]
+                   and said in (s["last_error"] or "") and s, f"repeated refusals: {said}")
         assert st["tls_error"] == reason, st
         assert not st["connected"]
         assert said in st["last_error"], st["last_error"]

@@ -169,8 +169,11 @@ class BrokerConnection:
             try:
                 await self.stream.send_all(frame)
             except BaseException as e:  # a partly written frame leaves the stream unusable
-                self.close(f"send failed: {type(e).__name__}: {e}")
+                tls = tls_failure(e)
+                self.close(str(tls) if tls else f"send failed: {type(e).__name__}: {e}", error=tls)
                 if isinstance(e, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
+                    if isinstance(self.close_error, TlsError):  # the reader saw the cloud's refusal first
+                        raise self._closed_error() from e
                     raise ConnectionLostError(f"connection to {self.address} lost: {e}") from e
                 raise
         return slot
