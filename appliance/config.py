@@ -350,6 +350,9 @@ class UplinkSettings:
     start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
     bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
     max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    merge_bytes: int = setting(256 << 10, parse_size,
+                               "merge consecutive small stored batches of a partition into one batch up to this "
+                               "size (e.g. one-record MQTT batches); 0: send every stored batch as it is")
     request_timeout: float = setting(30.0, parse_duration, "a cloud request without an answer this long drops the connection")
     connect_timeout: float = setting(10.0, parse_duration, "TCP connect + ApiVersions deadline per address")
     reconnect_backoff: float = setting(0.1, parse_duration, "first reconnect delay (doubles, with jitter)")
@@ -357,9 +360,20 @@ class UplinkSettings:
     metadata_refresh: float = setting(60.0, parse_duration, "re-read cloud metadata this often")
     hold_unforwarded: bool = setting(True, parse_bool, "local retention keeps data the uplink has not forwarded")
     client_id: str = setting("millstream-uplink", parse_str, "Kafka client id sent to the cloud")
-    ca_file: str | None = setting(None, parse_optional_str, "cloud CA bundle (mTLS; not enforced yet)")
-    cert_file: str | None = setting(None, parse_optional_str, "client certificate (mTLS; not enforced yet)")
-    key_file: str | None = setting(None, parse_optional_str, "client key (mTLS; not enforced yet)")
+    security: str = setting("plaintext", parse_choice("plaintext", "tls", "mtls"),
+                            "plaintext, tls (verify the cloud's certificate) or mtls (tls + our client certificate)")
+    ca_file: str | None = setting(None, parse_optional_str,
+                                  "PEM CA bundle the cloud's certificate is checked against (tls/mtls; unset: the "
+                                  "system's CAs, for public Kafka services)")
+    cert_file: str | None = setting(None, parse_optional_str,
+                                    "client certificate, PEM (mtls), e.g. from `millstream pki issue --zone uplink --id SITE`")
+    key_file: str | None = setting(None, parse_optional_str, "client certificate's private key, PEM, unencrypted (mtls)")
+    server_name: str | None = setting(None, parse_optional_str,
+                                      "name checked in the cloud's certificate (and sent as SNI) instead of each "
+                                      "broker's host, e.g. when bootstrap is an IP address the certificate does not name")
+    check_hostname: bool = setting(True, parse_bool,
+                                   "check that the cloud's certificate names the host (or server_name); "
+                                   "false trusts any certificate the CA signed")
 
     def __post_init__(self) -> None:
         if self.enabled:
@@ -369,6 +383,18 @@ class UplinkSettings:
                 raise ValueError("enabled = true needs at least one [[uplink.forward]] entry")
             if not self.site and any("{site}" in r.cloud for r in self.forward):
                 raise ValueError("a cloud topic template uses {site} but site is not set")
+        files = [k for k in ("ca_file", "cert_file", "key_file", "server_name") if getattr(self, k) is not None]
+        if self.security == "plaintext" and files:
+            raise ValueError(f"{', '.join(files)} set but security = \"plaintext\": "
+                             "set security = \"tls\" or \"mtls\" (or remove them)")
+        if self.security == "tls" and (self.cert_file or self.key_file):
+            raise ValueError("cert_file/key_file set with security = \"tls\": a client certificate needs "
+                             "security = \"mtls\"")
+        if self.security == "mtls":
+            if self.cert_file is None:
+                raise ValueError("security = \"mtls\" needs cert_file (the uplink's client certificate)")
+            if self.key_file is None:
+                raise ValueError("security = \"mtls\" needs key_file (the client certificate's private key)")
 
 
 @dataclass(frozen=True)

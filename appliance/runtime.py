@@ -112,6 +112,11 @@ class Appliance:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.security = Security(s)
         self.security.setup()  # listener certificate, TLS contexts, rules: before anything listens
+        uplink_tls = None
+        if s.uplink.enabled and s.node.role == "plant" and s.uplink.security != "plaintext":
+            from appliance.uplink.client.tls import UplinkTls
+
+            uplink_tls = UplinkTls(s.uplink, source=s.source)  # a missing/bad file: ConfigError now
         # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
         self.storage = await open_storage(data_dir, s.storage)
         try:
@@ -142,7 +147,8 @@ class Appliance:
                 if s.uplink.enabled and s.node.role == "plant":
                     from appliance.uplink.forwarder import Forwarder
 
-                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics)
+                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics,
+                                            tls=uplink_tls)
                     await services.start(self.uplink.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
@@ -387,6 +393,10 @@ def run_appliance(settings: Settings) -> int:
 
         st = settings.storage
         check_object_store_url(st.object_store, access_key=st.s3_access_key, secret_key=st.s3_secret_key)
+    if settings.uplink.enabled and settings.node.role == "plant" and settings.uplink.security != "plaintext":
+        from appliance.uplink.client.tls import UplinkTls
+
+        UplinkTls(settings.uplink, source=settings.source)  # a missing or bad file is a config error, said at once
     try:
         trio.run(_serve, settings)
     except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line

@@ -282,6 +282,9 @@ class UplinkStatus:
     lost_records: int = 0
     bandwidth_cap: int = 0  # bytes/s, 0: no cap
     topics: dict[str, UplinkTopic] = field(default_factory=dict)
+    security: str = "plaintext"  # plaintext, tls or mtls
+    tls_error: str | None = None  # short reason of the last TLS refusal, e.g. peer_refused:certificate_revoked
+    connect_failures: int = 0  # consecutive failed connection attempts
 
 
 # --- measurements, cost and inventory (GET /api/v1/measurements, /cost, /inventory) --------------
