@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -65,7 +65,7 @@ def matrix(sec: SecurityStatus) -> tuple[list[str], list[tuple[str, list[str]]]]
             for lk in sec.links:
                 if lk.zone == z and lk.listener == lst:
                     ops += [op for op in lk.ops if op not in ops]
-            cells.append(ops_text(ops))
+            cells.append(ops_text(sorted(ops, key=lambda op: list(OP_SHORT).index(op) if op in OP_SHORT else 99)))
         rows.append((z, cells))
     return [c if c in here else f"{c}?" for c in columns], rows
 
@@ -199,6 +199,15 @@ class SecurityPane(Vertical):
     @on(DataTable.RowHighlighted, "#zones-table")
     def _zone_highlighted(self) -> None:
         self.show_links()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Focus can stay on a table here while another tab shows: these keys belong to this tab.
+        return getattr(self.app, "tab", "security") == "security"
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        # Stop here: the outer tab pane would otherwise switch the console back to this tab when
+        # Textual moves focus among these (hidden) tables as the operator leaves it (nested tabs).
+        event.stop()
 
     @on(TabbedContent.TabActivated, "#security-views")
     def _view_changed(self, event: TabbedContent.TabActivated) -> None:
