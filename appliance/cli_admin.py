@@ -263,7 +263,7 @@ def print_certificates(certs: Certificates) -> None:
     for c in certs.certificates:
         soon = c.status == "valid" and c.days_left is not None and c.days_left <= window
         rows.append((c.serial, c.zone, c.id, c.kind, c.not_after,
-                     None if c.days_left is None else int(c.days_left),
+                     None if c.days_left is None else round(c.days_left),
                      c.status + (" (expiring)" if soon else "")))
     print(table(("SERIAL", "ZONE", "ID", "KIND", "NOT AFTER", "DAYS", "STATUS"), rows))
     for w in certs.warnings:

@@ -184,7 +184,7 @@ class SecurityPane(Vertical):
         for c in sorted(certs.certificates, key=lambda c: (c.revoked, c.not_after)):
             style = cert_style(c, window)
             status = "EXPIRING" if style == "bold yellow" else c.status.replace("_", " ")
-            days = None if c.days_left is None else int(c.days_left)
+            days = None if c.days_left is None else round(c.days_left)
             rows.append((c.serial, [Text(c.serial[:10], style=style), Text(c.identity, style=style), c.not_after[:10],
                                     num(days), Text(status, style=style), c.kind]))
         sync_table(self.query_one("#certs-table", DataTable), rows)
