@@ -1,6 +1,6 @@
 """The Security tab and the Overview warnings driven by Pilot against a real segmented appliance
 (mTLS listeners, rules, certificates from `millstream pki issue`), with denials provoked by a real
-Kafka client over TLS."""
+Kafka client over TLS; and an object-store failure under a running plant."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from confluent_kafka import KafkaError, Producer
@@ -175,3 +176,49 @@ def test_security_keys_belong_to_the_security_tab():
                         what="the question")
 
     asyncio.run(scenario())
+
+
+def test_object_store_failure_warns_on_overview_and_in_status(make_appliance, tmp_path):
+    """The local object store made unwritable under a running plant (its directory replaced by a
+    file): uploads fail, the warning shows on the Overview, in `millstream status` and /metrics,
+    and clears once the store is back."""
+    from tests.uplink.helpers import produce
+
+    cfg = tmp_path / "tier.toml"
+    cfg.write_text('[storage]\nfsync = false\nupload_interval = "200ms"\n')
+    plant = make_appliance("plant", config=cfg).start()
+    client = AdminClient(plant.admin_url)
+    client.create_topic("line.temp", 1)
+    produce(plant.bootstrap, "line.temp", 20)
+    objects = plant.data_dir / "objects"
+
+    def wait(cond, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    wait(lambda: client.storage().unuploaded_bytes == 0 and any(objects.rglob("*")), "the first upload")
+    objects.rename(tmp_path / "objects.away")
+    objects.write_text("not a directory any more")
+    try:
+        produce(plant.bootstrap, "line.temp", 20)  # acknowledged from the WAL while the store is down
+
+        async def scenario() -> None:
+            app = console(plant.admin_url)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: "object store unreachable for" in screen_text(app), timeout=30,
+                            what="the object store warning")
+                assert "ERROR" in screen_text(app)
+
+        asyncio.run(scenario())
+        status = cli("status", "--admin", plant.admin_url)
+        assert "health    error" in status.stdout
+        line = next(x for x in status.stdout.splitlines() if "object store unreachable" in x)
+        assert line.startswith("critical  object store unreachable for") and "uploads failing" in line
+        assert 'millstream_warnings{kind="object_store"} 1' in client.metrics_text()
+    finally:
+        objects.unlink()
+        (tmp_path / "objects.away").rename(objects)
+    wait(lambda: client.status().health == "ok" and client.storage().unuploaded_bytes == 0, "the store to recover")
+    assert client.warnings() == [] and "object store" not in cli("status", "--admin", plant.admin_url).stdout
