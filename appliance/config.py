@@ -463,6 +463,23 @@ class InventorySettings:
                                       "longest WAN outage the plant must ride out without losing forwarded data")
     plant_disk_budget: int = setting(0, parse_size,
                                      "disk the plant may fill with forwarded streams during that outage (0: not checked)")
+    measurement_window: float = setting(3600.0, parse_duration,
+                                        "window of the live per-topic rates (admin API measurements, cost)")
+    measurement_bucket: float = setting(10.0, parse_duration,
+                                        "bucket of the live rates: the peak is the busiest bucket in the window")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.measurement_bucket <= self.measurement_window:
+            raise ValueError("measurement_bucket must be > 0 and no longer than measurement_window")
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The cost model served by the admin API (`GET /api/v1/cost`) and shown in the TUI."""
+
+    price_sheet: Path | None = setting(None, lambda v: None if v in (None, "") else parse_path(v),
+                                       "price sheet (TOML) laid over the built-in defaults "
+                                       "(`millstream cost --print-price-sheet`)")
 
 
 @dataclass(frozen=True)
@@ -526,6 +543,10 @@ class IngestSettings:
     default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
     max_pending: int = setting(100_000, parse_int(1, 10_000_000),
                                "messages waiting for the WAL before publishers are pushed back (0x97)")
+    mqtt_out_commit_interval: float = setting(1.0, parse_duration,
+                                              "[[mqtt_out]]: how often the published positions are committed")
+    mqtt_out_commit_records: int = setting(10_000, parse_int(1, 10_000_000),
+                                           "[[mqtt_out]]: commit sooner once this many records were published")
 
 
 @dataclass(frozen=True)
@@ -583,6 +604,14 @@ class MqttOutRule:
     retain: bool = setting(False, parse_bool, "publish retained (latest value per MQTT topic)")
 
 
+def parse_host_id(value: Any) -> str:
+    """A Sparkplug host id: one MQTT topic level (no '/', '+', '#'), or empty."""
+    text = parse_str(value)
+    if any(c in text for c in "/+#") or "\x00" in text:
+        raise ValueError(f"a host id is one topic level without '/', '+' or '#': {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class SparkplugSettings:
     """Sparkplug B (`spBv1.0/#`): decoded into one Kafka record per metric, raw payloads kept aside."""
@@ -592,6 +621,8 @@ class SparkplugSettings:
                                "normalised metric records; template over {group}, {edge_node}, {device}")
     raw_topic: str = setting("sparkplug.raw", parse_template, "raw payloads, one record per MQTT message (empty: off)")
     rebirth_min_interval: float = setting(5.0, parse_duration, "at most one rebirth request per edge node this often")
+    host_id: str = setting("", parse_host_id,
+                           "Sparkplug Host Application id: publish spBv1.0/STATE/<host_id> (empty: off)")
 
 
 @dataclass(frozen=True)
@@ -622,6 +653,7 @@ SECTIONS: dict[str, type] = {
     "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
+    "cost": CostSettings,
     "security": SecuritySettings,
     "ingest": IngestSettings,
     "sparkplug": SparkplugSettings,
@@ -649,6 +681,7 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
+    cost: CostSettings = field(default_factory=CostSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     streams: tuple[StreamSettings, ...] = ()
     listeners: tuple[ListenerSettings, ...] = ()

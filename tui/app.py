@@ -1,7 +1,7 @@
 """The Millstream operator console: `millstream tui [--connect URL]`.
 
-One Textual app with seven tabs (Overview, Topics, Groups, Clients, Uplink, Security, Logs; the
-labels carry their number keys, "1 Overview", and fit an 80-column terminal with room for one more) and a topic screen
+One Textual app with eight tabs (Overview, Topics, Groups, Clients, Uplink, Security, Logs, Cost; the
+labels carry their number keys, "1 Overview", and fit an 80-column terminal) and a topic screen
 with a live tail. It polls the admin API once per `refresh_interval` (1 s by default) in a worker,
 never more than one poll in flight, and asks only for what the visible tab shows (status and
 storage always: the rates need every sample; log lines incrementally, after the last one seen), so
@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from appliance.admin.client import AdminAPIError, AdminUnavailable, AsyncAdminClient
 from appliance.admin.models import UplinkStatus, human_duration_ms
 from tui.clients import ClientsPane
+from tui.cost import CostPane
 from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
 from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
@@ -50,8 +51,8 @@ def load_css() -> str:
 class MillstreamApp(App[None]):
     TITLE = "Millstream"
     CSS = load_css()
-    # The tab keys show in the tab labels ("Topics [2]"), so the footer keeps its room for what
-    # the visible tab can do.
+    # The tab keys show in the tab labels ("2 Topics"), so the footer keeps its room for what
+    # the visible tab can do; the tab bar fits 80 columns.
     BINDINGS = [
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('topics')", "Topics", show=False),
@@ -60,6 +61,7 @@ class MillstreamApp(App[None]):
         Binding("5", "show_tab('uplink')", "Uplink", show=False),
         Binding("6", "show_tab('security')", "Security", show=False),
         Binding("7", "show_tab('logs')", "Logs", show=False),
+        Binding("8", "show_tab('cost')", "Cost", show=False),
         Binding("t", "open_topic", "Tail"),
         Binding("c", "create_topic", "Create"),
         Binding("r", "alter_retention", "Retention"),
@@ -100,6 +102,8 @@ class MillstreamApp(App[None]):
                 yield SecurityPane()
             with TabPane("7 Logs", id="logs"):
                 yield LogsPane()
+            with TabPane("8 Cost", id="cost"):
+                yield CostPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -131,7 +135,7 @@ class MillstreamApp(App[None]):
         self.refresh_bindings()
         # Keyboard-first: the arrow keys move in the tab's main table straight away.
         main_table = {"topics": "#topics-table", "groups": "#groups-table", "clients": "#mqtt-table",
-                      "uplink": "#uplink-table", "logs": "#log-lines"}.get(self.tab)
+                      "uplink": "#uplink-table", "logs": "#log-lines", "cost": "CostPane"}.get(self.tab)
         if main_table:
             self.query_one(main_table).focus()
         elif self.tab == "security":
@@ -152,6 +156,8 @@ class MillstreamApp(App[None]):
         yield SystemCommand("Security", "Zones and conduits, denials, certificates",
                             lambda: self.action_show_tab("security"))
         yield SystemCommand("Logs", "Recent log lines of the appliance", lambda: self.action_show_tab("logs"))
+        yield SystemCommand("Cost", "Inventory findings; monthly cost, broker-attached vs object storage",
+                            lambda: self.action_show_tab("cost"))
         yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
         yield SystemCommand("Tail topic", "Live records of the selected topic; replay from an offset or time",
                             self._palette_tail)
@@ -207,6 +213,7 @@ class MillstreamApp(App[None]):
                     security_error = e.message  # e.g. 409: no security on this node; the rest still shows
             logs_pane = self.query_one(LogsPane)
             logs = await self.source.logs(after=logs_pane.last_seq) if tab == "logs" else None
+            cost = (await self.source.cost(), await self.source.inventory()) if tab == "cost" else None
         except AdminAPIError as e:
             self._set_connected(False, e.message)
             return
@@ -233,6 +240,8 @@ class MillstreamApp(App[None]):
             self.query_one(SecurityPane).unavailable(security_error)
         if logs is not None:
             logs_pane.add(logs.lines, logs.last_seq)
+        if cost is not None:
+            self.query_one(CostPane).show(*cost)
 
     def _show_uplink(self, uplink: UplinkStatus) -> None:
         changed = self.uplink_status is None or (self.uplink_status.enabled, self.uplink_status.paused) != (

@@ -11,7 +11,9 @@ from typing import Protocol
 from appliance.admin.models import (
     Certificates,
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
     IssuedCertificate,
     LogLines,
     Revocation,
@@ -67,5 +69,9 @@ class AdminSource(Protocol):
     async def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation: ...
 
     async def reload_rules(self) -> RulesReload: ...
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport: ...
+
+    async def inventory(self) -> InventoryReport: ...
 
     async def close(self) -> None: ...

@@ -23,8 +23,11 @@ from appliance.admin.models import (
     Alert,
     Certificates,
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
     IssuedCertificate,
+    LiveMeasurements,
     LogLines,
     MetricFamily,
     Revocation,
@@ -214,6 +217,18 @@ class AdminClient:
     def certificates(self) -> Certificates:
         return self._model(Certificates, self._json("GET", "/certificates"))
 
+    def measurements(self) -> LiveMeasurements:
+        return self._model(LiveMeasurements, self._json("GET", "/measurements"))
+
+    def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        """The live workload priced on both designs; `scale` and `retention` ("7d", or seconds) project it."""
+        params = {k: v for k, v in (("scale", scale), ("retention", retention)) if v is not None}
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self._model(CostReport, self._json("GET", "/cost" + query))
+
+    def inventory(self) -> InventoryReport:
+        return self._model(InventoryReport, self._json("GET", "/inventory"))
+
     def metrics_text(self) -> str:
         status, payload, _ = self.request("GET", "/metrics")
         if status != 200:
@@ -319,6 +334,15 @@ class AsyncAdminClient:
 
     async def uplink(self) -> UplinkStatus:
         return await self._call("uplink")
+
+    async def measurements(self) -> LiveMeasurements:
+        return await self._call("measurements")
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        return await self._call("cost", scale=scale, retention=retention)
+
+    async def inventory(self) -> InventoryReport:
+        return await self._call("inventory")
 
     async def pause_uplink(self) -> UplinkStatus:
         return await self._call("pause_uplink")

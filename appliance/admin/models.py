@@ -37,7 +37,7 @@ class KafkaCounters:
 
 # What a warning is about; `millstream_warnings{kind=...}` has one sample per kind (0 when clear).
 WARNING_KINDS = ("certificate_expiring", "certificate_expired", "pki", "object_store", "storage", "disk_budget",
-                 "uplink", "rules", "draining")
+                 "uplink", "rules", "inventory", "draining")
 
 
 @dataclass(frozen=True)
@@ -298,6 +298,120 @@ class UplinkStatus:
     lost_records: int = 0
     bandwidth_cap: int = 0  # bytes/s, 0: no cap
     topics: dict[str, UplinkTopic] = field(default_factory=dict)
+
+
+# --- measurements, cost and inventory (GET /api/v1/measurements, /cost, /inventory) --------------
+
+
+@dataclass(frozen=True)
+class TopicMeasurementInfo:
+    """One topic's live figures; the same keys `millstream cost --measurements FILE` reads."""
+
+    topic: str
+    bytes_in_per_s: float  # average over the window (Produce and MQTT ingest)
+    bytes_out_per_s: float | None = None  # average bytes returned by Fetch, all consumers
+    consumer_groups: int = 0  # groups with committed offsets on the topic
+    peak_to_average: float = 1.0  # busiest bucket's ingress over the average
+    partitions: int = 1
+    retained_bytes: int = 0  # held now, one copy
+    retention_s: float | None = None  # retention.ms / 1000; None: unlimited
+    fan_out: float = 0.0  # egress / ingress over the window
+    bytes_in_total: int | None = None  # since the appliance started
+    bytes_out_total: int | None = None
+
+
+@dataclass(frozen=True)
+class LiveMeasurements:
+    window_s: float | None  # the configured window
+    topics: list[TopicMeasurementInfo]
+    covered_s: float | None = None  # how much of the window has elapsed (less just after a start)
+    bucket_s: float | None = None  # peak resolution
+
+
+@dataclass(frozen=True)
+class CostLine:
+    category: str  # "compute", "storage", "requests", "network"
+    item: str  # "brokers", "block storage", "PUT: WAL uploads", ...
+    quantity: float
+    unit: str
+    unit_price: float
+    monthly: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DesignCostInfo:
+    design: str  # "broker_attached" | "object_storage"
+    title: str
+    brokers: int
+    total: float  # per month, in the sheet's currency
+    by_category: dict[str, float]
+    lines: list[CostLine]
+
+
+@dataclass(frozen=True)
+class CostWorkload:
+    ingress_bytes_per_s: float
+    egress_bytes_per_s: float
+    peak_ingress_bytes_per_s: float
+    peak_egress_bytes_per_s: float
+    partitions: int
+    retained_bytes: float
+    topics: int = 0
+    retention: str = ""
+
+
+@dataclass(frozen=True)
+class CostReport:
+    price_sheet: str
+    currency: str
+    workload: CostWorkload
+    designs: dict[str, DesignCostInfo]  # "broker_attached" then "object_storage"
+    assumptions: list[str]
+    projection: dict[str, float] = field(default_factory=dict)  # "scale", "retention_s" when asked
+    baseline_totals: dict[str, float] = field(default_factory=dict)  # per design, without the projection
+    measured_s: float | None = None  # seconds of live measurement behind the workload
+
+    @property
+    def broker_attached(self) -> DesignCostInfo:
+        return self.designs["broker_attached"]
+
+    @property
+    def object_storage(self) -> DesignCostInfo:
+        return self.designs["object_storage"]
+
+
+@dataclass(frozen=True)
+class InventoryFinding:
+    severity: str  # "error" | "warning" | "info"
+    stream: str  # declared topic or pattern, an undeclared topic, or "*" (the whole site)
+    rule: str  # e.g. "no-owner", "outage-retention", "unowned"
+    message: str
+
+
+@dataclass(frozen=True)
+class InventoryStream:
+    """One `[[streams]]` entry and the live topics it covers."""
+
+    topic: str  # name or glob pattern
+    placement: str
+    forwarded: bool
+    local_action: bool
+    owner: str | None = None
+    source: str = ""
+    retention_s: float | None = None
+    consumers: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)  # catalogue topics it matches
+    bytes_in_per_s: float = 0.0  # their measured ingress
+
+
+@dataclass(frozen=True)
+class InventoryReport:
+    streams: list[InventoryStream]
+    findings: list[InventoryFinding]  # errors first
+    unowned: list[str]  # topics with traffic that no stream declares
+    counts: dict[str, int]  # {"error": n, "warning": n, "info": n}
+    worst_wan_outage_s: float = 0.0
 
 
 # --- security ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance import __version__
 from appliance.admin import health
+from appliance.admin.cost_views import STATUS_FINDINGS, status_findings
 from appliance.admin.models import (
     Alert,
     Clients,
@@ -166,28 +167,46 @@ def cert_facts(records: Iterable[Any]) -> list[health.CertFacts]:
     return out
 
 
-def alerts(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = ()) -> list[Alert]:
-    """What needs an operator now. `certificates`: the inventory, read by the caller (file IO)."""
+def inventory_alerts(app: Any, *, monotonic: float) -> list[Alert]:
+    """The `[[streams]]` inventory's errors and warnings against the live rates, the first
+    STATUS_FINDINGS of them and a count of the rest."""
+    findings = status_findings(app, monotonic=monotonic)
+    out = [Alert("inventory", "critical" if f.severity == "error" else "warning",
+                 f"inventory: {f.severity}: {f.stream}: {f.message}", f.stream) for f in findings[:STATUS_FINDINGS]]
+    if len(findings) > STATUS_FINDINGS:
+        out.append(Alert("inventory", "warning",
+                         f"inventory: {len(findings) - STATUS_FINDINGS} more finding(s): GET /api/v1/inventory"))
+    return out
+
+
+def alerts(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = (),
+           monotonic: float | None = None) -> list[Alert]:
+    """What needs an operator now. `certificates`: the inventory, read by the caller (file IO);
+    `monotonic`: the broker's clock, for the stream inventory against the live rates (None: skip it)."""
     security = getattr(app, "security", None)
     pki = [] if security is None else [
         health.PkiFacts(w.what, w.subject, w.not_after, w.expired)
         for w in getattr(security, "expiry", ()) if w.what in ("ca", "crl")]
-    return health.alerts(health.Facts(
+    found = health.alerts(health.Facts(
         now=now, storage=storage, certificates=cert_facts(certificates),
         expiry_window_s=float(app.settings.security.expiry_warning), pki=pki,
         uplink=uplink_view(app) if getattr(app, "uplink", None) is not None else None,
         draining=app.broker.draining.is_set(),
         rules_reload_error=None if security is None else security.last_reload_error))
+    if monotonic is not None:
+        found += inventory_alerts(app, monotonic=monotonic)
+    return found
 
 
 def warnings(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = ()) -> list[str]:
     return [a.message for a in alerts(app, storage, now=now, certificates=certificates)]
 
 
-def status_view(app: Any, *, now: float, listeners: Iterable[Listener], certificates: Iterable[Any] = ()) -> Status:
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener], certificates: Iterable[Any] = (),
+                monotonic: float | None = None) -> Status:
     s = app.settings
     storage = storage_view(app)
-    found = alerts(app, storage, now=now, certificates=certificates)
+    found = alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic)
     broken = any(a.kind in STORAGE_KINDS and a.severity == "critical" for a in found)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
@@ -308,11 +327,12 @@ def _one(name: str, type_: str, help_: str, value: float, **labels: str) -> Metr
     return MetricFamily(name, type_, help_, [MetricSample(dict(labels), float(value))])
 
 
-def metric_families(app: Any, *, now: float, certificates: Iterable[Any] = ()) -> list[MetricFamily]:
+def metric_families(app: Any, *, now: float, certificates: Iterable[Any] = (),
+                    monotonic: float | None = None) -> list[MetricFamily]:
     """Every figure the appliance exports, named after Prometheus conventions."""
     kafka = app.kafka
     storage = storage_view(app)
-    per_kind = health.counts(alerts(app, storage, now=now, certificates=certificates))
+    per_kind = health.counts(alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic))
     fams = [
         _one("millstream_up", "gauge", "1 while the appliance runs.", 1),
         _one("millstream_build_info", "gauge", "Version and role of this node.", 1,
@@ -355,6 +375,16 @@ def metric_families(app: Any, *, now: float, certificates: Iterable[Any] = ()) -
         MetricFamily("millstream_topic_partition_log_start_offset", "gauge", "First readable offset.", ls),
         MetricFamily("millstream_topic_partition_size_bytes", "gauge", "Bytes of retained record batches.", size),
     ]
+    meter = getattr(app.broker, "meter", None)
+    if meter is not None:
+        totals = meter.totals()
+        fams += [
+            MetricFamily("millstream_topic_bytes_in_total", "counter",
+                         "Bytes appended to the topic (Kafka produce and MQTT ingest).",
+                         [MetricSample({"topic": t}, v[0]) for t, v in totals.items()]),
+            MetricFamily("millstream_topic_bytes_out_total", "counter", "Bytes of the topic sent to consumers (Fetch).",
+                         [MetricSample({"topic": t}, v[1]) for t, v in totals.items()]),
+        ]
     lag, committed = [], []
     groups = groups_view(app)
     for g in groups:

@@ -156,6 +156,11 @@ class StorageStatus:
     fenced: bool = False  # another node took over the bucket/prefix; this one no longer writes
     store_error: str | None = None  # set while object-store calls keep failing (cleared when one succeeds)
     store_error_s: float = 0.0  # how long they have been failing
+    # log compaction (cleanup.policy=compact): stream rewrites, bytes read and written, last run
+    key_compactions: int = 0
+    key_compaction_bytes_in: int = 0
+    key_compaction_bytes_out: int = 0
+    key_compaction_last_ms: int = 0  # ms since the epoch, 0: never
 
 
 class Storage(Protocol):

@@ -13,11 +13,15 @@ from appliance.admin.models import (
     Certificates,
     Clients,
     ConduitLink,
+    CostReport,
     DenialRecord,
     DenialStats,
     GroupInfo,
     GroupMember,
     HandshakeRefusal,
+    InventoryFinding,
+    InventoryReport,
+    InventoryStream,
     IssuedCertificate,
     KafkaConnection,
     KafkaCounters,
@@ -42,7 +46,12 @@ from appliance.admin.models import (
     UplinkStatus,
     UplinkTopic,
     ZoneInfo,
+    decode,
 )
+from appliance.cost.model import Workload, compare
+from appliance.cost.prices import load_price_sheet
+from appliance.cost.render import to_json
+from appliance.inventory.measurements import TopicMeasurement
 from tui.panes import Rates
 
 DEFAULTS = {"cleanup.policy": "delete", "max.message.bytes": "1048588", "message.timestamp.type": "CreateTime",
@@ -177,6 +186,12 @@ class FixedSource:
         raise AdminAPIError(400, "rules rejected, the previous rules stay in force: rules.toml:31: conduit "
                                  "'broken': missing required key 'to'")
 
+    async def cost(self, *, scale=None, retention=None) -> CostReport:
+        return cost()
+
+    async def inventory(self) -> InventoryReport:
+        return inventory()
+
     async def close(self) -> None:
         return None
 
@@ -291,3 +306,31 @@ def certificates() -> Certificates:
         cert("6c2d9e8f7a6b5c4d3e2f", "cell-line3", "press-9", "2026-11-10T07:06:40Z", -8.0, status="expired"),
         cert("7d3e0f1a2b3c4d5e6f70", "ops", "laptop-eng", "2027-05-01T00:00:00Z", 163.7, status="revoked", revoked=True),
     ], expiry_warning_days=30.0)
+
+
+MEASURED = (  # a plant's figures, priced with the built-in sheet through the real model
+    TopicMeasurement("plant1.line3.alarms", 1_200, 2_400, 2, 8.0, 1, 700_000_000, 2_592_000),
+    TopicMeasurement("plant1.line3.telemetry", 4_200_000, 12_600_000, 3, 2.2, 4, 98_000_000_000, 86_400),
+    TopicMeasurement("plant1.mes.orders", 3_000, 6_000, 2, 3.0, 2, 3_600_000_000, None),
+)
+
+
+def cost() -> CostReport:
+    doc = to_json(compare(Workload.from_measurements(MEASURED), load_price_sheet()))
+    doc["measured_s"] = 3600.0
+    return decode(CostReport, doc)
+
+
+def inventory() -> InventoryReport:
+    return InventoryReport(
+        streams=[InventoryStream("plant1.line3.*", "plant_edge", True, False, "line3 controls", "PLCs on line 3",
+                                 86_400.0, ["historian"], ["plant1.line3.alarms", "plant1.line3.telemetry"], 4_201_200.0),
+                 InventoryStream("plant1.interlock", "cloud", True, True, None, "safety PLC", 86_400.0)],
+        findings=[InventoryFinding("error", "plant1.interlock", "local-action-over-wan",
+                                   "a local action depends on it, but placement = cloud puts it behind the uplink"),
+                  InventoryFinding("warning", "plant1.interlock", "no-owner", "no data owner: set owner = \"team or person\""),
+                  InventoryFinding("warning", "plant1.mes.orders", "unowned",
+                                   "carries 2.9 KiB/s in, 5.9 KiB/s out but no [[streams]] entry declares it"),
+                  InventoryFinding("info", "plant1.line3.*", "outage-rate",
+                                   "at the measured 4.0 MiB/s a 1d outage needs 338.1 GiB of plant disk")],
+        unowned=["plant1.mes.orders"], counts={"error": 1, "warning": 2, "info": 1}, worst_wan_outage_s=86_400.0)

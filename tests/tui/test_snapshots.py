@@ -143,3 +143,8 @@ def test_issue_certificate_dialog(snap_compare):
         await pilot.press("i", *"cell-line3", "tab", *"press-8", "tab", *["backspace"] * 3, *"90")
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_cost(snap_compare):
+    """Inventory findings and the side-by-side monthly cost as a bar chart (built by the real model)."""
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "8"))

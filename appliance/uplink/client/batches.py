@@ -11,13 +11,18 @@ headers are untouched.
 
 Also reset, outside the CRC: baseOffset to 0 (the cloud assigns offsets) and
 partitionLeaderEpoch to -1 (a producer does not know the cloud's leader epoch).
+
+A batch of a compacted topic (`cleanup.policy=compact`) may have offset gaps (fewer records than
+its offset span); a broker refuses such a batch from a producer, so its records are renumbered
+0..n-1 first (the one case where the records are decoded, and recompressed).
 """
 
 from __future__ import annotations
 
 import struct
 
-from appliance.kafka.records import CRC_START, HEADER_SIZE, crc32c
+from appliance.kafka import compression
+from appliance.kafka.records import CRC_START, HEADER_SIZE, crc32c, read_header, renumber_offsets
 
 _PRODUCER = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence at byte 43
 _PREFIX = struct.Struct(">qi")  # baseOffset, batchLength
@@ -29,6 +34,12 @@ def rewrite_producer(batch: bytes | memoryview, producer_id: int, producer_epoch
     """A copy of `batch` as the given idempotent producer's batch starting at `base_sequence`."""
     if len(batch) < HEADER_SIZE:
         raise ValueError(f"record batch of {len(batch)} bytes is shorter than its header")
+    h = read_header(batch)
+    if h.records_count != h.last_offset_delta + 1:
+        try:
+            batch = renumber_offsets(batch, compression.decompress, compression.compress)
+        except compression.CodecUnavailable:
+            pass  # sent as it is: the cloud says what is wrong with it
     out = bytearray(batch)
     struct.pack_into(">q", out, 0, 0)
     _LEADER_EPOCH.pack_into(out, 12, -1)
