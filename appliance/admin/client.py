@@ -20,13 +20,19 @@ from typing import Any
 
 from appliance.admin.models import (
     API_PREFIX,
+    Alert,
+    Certificates,
     Clients,
     CostReport,
     GroupInfo,
     InventoryReport,
+    IssuedCertificate,
     LiveMeasurements,
     LogLines,
     MetricFamily,
+    Revocation,
+    RulesReload,
+    SecurityStatus,
     Status,
     StorageInfo,
     TailResult,
@@ -202,6 +208,15 @@ class AdminClient:
     def mqtt(self) -> dict[str, Any]:
         return self._json("GET", "/mqtt")
 
+    def warnings(self) -> list[Alert]:
+        return self._model(list[Alert], self._json("GET", "/warnings")["warnings"])
+
+    def security(self) -> SecurityStatus:
+        return self._model(SecurityStatus, self._json("GET", "/security"))
+
+    def certificates(self) -> Certificates:
+        return self._model(Certificates, self._json("GET", "/certificates"))
+
     def measurements(self) -> LiveMeasurements:
         return self._model(LiveMeasurements, self._json("GET", "/measurements"))
 
@@ -241,6 +256,17 @@ class AdminClient:
 
     def pause_uplink(self) -> UplinkStatus:
         return self._model(UplinkStatus, self._json("POST", "/uplink/pause"))
+
+    def issue_certificate(self, zone: str, id: str, *, days: int = 365, kind: str = "client") -> IssuedCertificate:
+        """A new certificate for (zone, id), written on the appliance's host (`cert_path`, `key_path`)."""
+        body = {"zone": zone, "id": id, "days": days, "kind": kind}
+        return self._model(IssuedCertificate, self._json("POST", "/certificates", body))
+
+    def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation:
+        return self._model(Revocation, self._json("POST", "/certificates/revoke", {"serial": serial, "reason": reason}))
+
+    def reload_rules(self) -> RulesReload:
+        return self._model(RulesReload, self._json("POST", "/rules/reload", {}))
 
     def resume_uplink(self) -> UplinkStatus:
         return self._model(UplinkStatus, self._json("POST", "/uplink/resume"))
@@ -323,3 +349,21 @@ class AsyncAdminClient:
 
     async def resume_uplink(self) -> UplinkStatus:
         return await self._call("resume_uplink")
+
+    async def warnings(self) -> list[Alert]:
+        return await self._call("warnings")
+
+    async def security(self) -> SecurityStatus:
+        return await self._call("security")
+
+    async def certificates(self) -> Certificates:
+        return await self._call("certificates")
+
+    async def issue_certificate(self, zone: str, id: str, *, days: int = 365, kind: str = "client") -> IssuedCertificate:
+        return await self._call("issue_certificate", zone, id, days=days, kind=kind)
+
+    async def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation:
+        return await self._call("revoke_certificate", serial, reason)
+
+    async def reload_rules(self) -> RulesReload:
+        return await self._call("reload_rules")

@@ -16,8 +16,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from appliance import __version__
-from appliance.admin.cost_views import inventory_warnings
+from appliance.admin import health
+from appliance.admin.cost_views import STATUS_FINDINGS, status_findings
 from appliance.admin.models import (
+    Alert,
     Clients,
     GroupInfo,
     GroupMember,
@@ -39,7 +41,7 @@ from appliance.admin.models import (
 from appliance.kafka.topics import TOPIC_CONFIGS, Topic
 from appliance.storage.ports import StreamInfo
 
-WAL_BUDGET_WARN_RATIO = 0.8  # warn when the WAL has used this share of its disk budget
+STORAGE_KINDS = ("object_store", "storage")  # a critical one of these makes the health "error"
 _STORAGE_FIELDS = ("wal_bytes", "wal_segments", "unuploaded_bytes", "durable_appends", "fsyncs", "last_error")
 
 
@@ -155,31 +157,57 @@ def storage_view(app: Any) -> StorageInfo:
     )
 
 
-def warnings(app: Any, storage: StorageInfo) -> list[str]:
+def cert_facts(records: Iterable[Any]) -> list[health.CertFacts]:
+    """Inventory entries (pki CertRecord or the admin API's certificate dicts) as warning inputs."""
     out = []
-    if storage.last_error:
-        out.append(f"storage error: {storage.last_error}")
-    budget = storage.wal_budget_bytes
-    if budget and storage.wal_bytes >= WAL_BUDGET_WARN_RATIO * budget:
-        out.append(f"WAL uses {100 * storage.wal_bytes / budget:.0f}% of its disk budget "
-                   f"({storage.wal_bytes} of {budget} bytes); producers are pushed back at 100%")
-    if app.broker.draining.is_set():
-        out.append("draining: the appliance is shutting down")
-    security = getattr(app, "security", None)
-    if security is not None:
-        out += [f"pki: {w}" for w in security.warnings]
-        if security.last_reload_error:
-            out.append(f"rules reload rejected (previous rules in force): {security.last_reload_error}")
+    for r in records:
+        get = r.get if isinstance(r, Mapping) else (lambda k, r=r: getattr(r, k))
+        out.append(health.CertFacts(str(get("serial")), str(get("zone")), str(get("id")), str(get("kind")),
+                                    str(get("not_after")), bool(get("revoked"))))
     return out
 
 
-def status_view(app: Any, *, now: float, listeners: Iterable[Listener], monotonic: float | None = None) -> Status:
-    """`monotonic`: the broker's clock, for the inventory findings against the live rates (None: skip them)."""
+def inventory_alerts(app: Any, *, monotonic: float) -> list[Alert]:
+    """The `[[streams]]` inventory's errors and warnings against the live rates, the first
+    STATUS_FINDINGS of them and a count of the rest."""
+    findings = status_findings(app, monotonic=monotonic)
+    out = [Alert("inventory", "critical" if f.severity == "error" else "warning",
+                 f"inventory: {f.severity}: {f.stream}: {f.message}", f.stream) for f in findings[:STATUS_FINDINGS]]
+    if len(findings) > STATUS_FINDINGS:
+        out.append(Alert("inventory", "warning",
+                         f"inventory: {len(findings) - STATUS_FINDINGS} more finding(s): GET /api/v1/inventory"))
+    return out
+
+
+def alerts(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = (),
+           monotonic: float | None = None) -> list[Alert]:
+    """What needs an operator now. `certificates`: the inventory, read by the caller (file IO);
+    `monotonic`: the broker's clock, for the stream inventory against the live rates (None: skip it)."""
+    security = getattr(app, "security", None)
+    pki = [] if security is None else [
+        health.PkiFacts(w.what, w.subject, w.not_after, w.expired)
+        for w in getattr(security, "expiry", ()) if w.what in ("ca", "crl")]
+    found = health.alerts(health.Facts(
+        now=now, storage=storage, certificates=cert_facts(certificates),
+        expiry_window_s=float(app.settings.security.expiry_warning), pki=pki,
+        uplink=uplink_view(app) if getattr(app, "uplink", None) is not None else None,
+        draining=app.broker.draining.is_set(),
+        rules_reload_error=None if security is None else security.last_reload_error))
+    if monotonic is not None:
+        found += inventory_alerts(app, monotonic=monotonic)
+    return found
+
+
+def warnings(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = ()) -> list[str]:
+    return [a.message for a in alerts(app, storage, now=now, certificates=certificates)]
+
+
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener], certificates: Iterable[Any] = (),
+                monotonic: float | None = None) -> Status:
     s = app.settings
     storage = storage_view(app)
-    warns = warnings(app, storage)
-    if monotonic is not None:
-        warns += inventory_warnings(app, monotonic=monotonic)
+    found = alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic)
+    broken = any(a.kind in STORAGE_KINDS and a.severity == "critical" for a in found)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
     topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
@@ -191,14 +219,15 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener], monotoni
         cluster_id=app.broker.cluster_id,
         uptime_s=round(max(0.0, now - app.started_at), 3),
         listeners=[*_protocol_listeners(app), *listeners],
-        health="error" if storage.last_error else ("warning" if warns else "ok"),
-        warnings=warns,
+        health="error" if broken else ("warning" if found else "ok"),
+        warnings=[a.message for a in found],
         topics=len(topics),
         partitions=sum(t.partitions for t in topics),
         records_total=sum(i.offsets.high_watermark for i in topic_streams),
         stored_bytes=storage.stored_bytes,
         kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
         draining=app.broker.draining.is_set(),
+        alerts=found,
     )
 
 
@@ -298,10 +327,12 @@ def _one(name: str, type_: str, help_: str, value: float, **labels: str) -> Metr
     return MetricFamily(name, type_, help_, [MetricSample(dict(labels), float(value))])
 
 
-def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
+def metric_families(app: Any, *, now: float, certificates: Iterable[Any] = (),
+                    monotonic: float | None = None) -> list[MetricFamily]:
     """Every figure the appliance exports, named after Prometheus conventions."""
     kafka = app.kafka
     storage = storage_view(app)
+    per_kind = health.counts(alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic))
     fams = [
         _one("millstream_up", "gauge", "1 while the appliance runs.", 1),
         _one("millstream_build_info", "gauge", "Version and role of this node.", 1,
@@ -325,6 +356,9 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             fams.append(_one(f"millstream_storage_{key}", "gauge", f"Storage status field {key}.", value))
 
+    fams.append(MetricFamily("millstream_warnings", "gauge",
+                             "Current warnings per kind (what `millstream status` lists); 0 when clear.",
+                             [MetricSample({"kind": k}, v) for k, v in sorted(per_kind.items())]))
     topics = app.broker.topics.all()
     streams = app.broker.logs.streams()
     hw, ls, size = [], [], []

@@ -122,6 +122,9 @@ class ObjectTier:
         self.objects_deleted = 0
         self.retries = 0
         self.last_error: str | None = None
+        # While a store call keeps failing (an outage): the latest error and since when (monotonic).
+        self.store_error: str | None = None
+        self.store_error_since: float | None = None
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -132,17 +135,27 @@ class ObjectTier:
         """Call fn until it succeeds; back off exponentially on store errors. FencedError and
         cancellation pass through."""
         delay = BACKOFF_START
+        mine: str | None = None  # the error this call reported, cleared once the store answers
         while True:
             try:
-                return await fn()
+                result = await fn()
             except FencedError:
                 raise
             except StorageError as e:
                 self.retries += 1
-                self.last_error = f"{what}: {e}"
+                mine = self.last_error = self.store_error = f"{what}: {e}"
+                if self.store_error_since is None:
+                    self.store_error_since = self.monotonic()
                 log.warning("object_store_retry", what=what, error=str(e), retry_in_s=round(delay, 2))
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            if mine is not None:  # the store answers again: the outage is over
+                log.info("object_store_reachable", what=what, retries=self.retries)
+                self.store_error = self.store_error_since = None
+                if self.last_error == mine:
+                    self.last_error = None
+            return result
 
     def _on_fenced(self, e: FencedError) -> None:
         if self.fenced is None:
@@ -592,6 +605,10 @@ class ObjectTier:
             if found:
                 self.objects_deleted += found
                 log.info("orphans_deleted", objects=found)
+
+    def store_error_seconds(self) -> float:
+        """How long object-store calls have been failing (0 while they succeed)."""
+        return 0.0 if self.store_error_since is None else max(0.0, self.monotonic() - self.store_error_since)
 
     def upload_lag(self) -> float:
         """Seconds since the last round that left nothing behind, while data waits (else 0)."""

@@ -168,6 +168,8 @@ class TieredStorage:
             upload_lag_s=round(tier.upload_lag(), 3),
             requests=dict(tier.store.requests),
             fenced=tier.fenced is not None,
+            store_error=tier.store_error,
+            store_error_s=round(tier.store_error_seconds(), 3),
             key_compactions=tier.key_compactor.runs,
             key_compaction_bytes_in=tier.key_compactor.bytes_in,
             key_compaction_bytes_out=tier.key_compactor.bytes_out,

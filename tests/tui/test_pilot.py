@@ -163,10 +163,10 @@ def test_cost_tab_draws_the_bar_chart_from_live_measurements(appliance):
     async def scenario() -> None:
         app = console(appliance.admin_url)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("7")
+            await pilot.press("8")
             await until(pilot, lambda: "(a) broker-attached RF3" in screen_text(app), what="cost chart")
             text = screen_text(app)
-            assert "7 Cost" in text and "(b) object storage" in text
+            assert "8 Cost" in text and "(b) object storage" in text
             assert "no [[streams]]" in text and "unowned: line3.telemetry" in text and "1 warning" in text
             rows = {line.split("│")[1].split()[0]: line for line in text.splitlines()
                     if line.startswith("│ ") and line.count("│") >= 3}
