@@ -120,11 +120,3 @@ def status_findings(app: Any, *, monotonic: float) -> list[Finding]:
     return [f for f in check_inventory(s.streams, s.inventory, live_measurements(app, monotonic=monotonic))
             if f.severity in ("error", "warning")]
 
-
-def inventory_warnings(app: Any, *, monotonic: float) -> list[str]:
-    """`status_findings` as status warning lines, the first STATUS_FINDINGS of them and a count."""
-    findings = status_findings(app, monotonic=monotonic)
-    out = [f"inventory: {f.severity}: {f.stream}: {f.message}" for f in findings[:STATUS_FINDINGS]]
-    if len(findings) > STATUS_FINDINGS:
-        out.append(f"inventory: {len(findings) - STATUS_FINDINGS} more finding(s): GET /api/v1/inventory")
-    return out
