@@ -164,7 +164,9 @@ class KafkaIngestSink:
                 entry[1].append(rec)
         pendings: list[tuple[Any, list[int]]] = []
         now_ms = self._wall_ms()
+        meter = getattr(self.kafka, "meter", None)  # live per-topic rates (inventory/meter.py)
         for name, (idxs, recs) in by_topic.items():
+            appended = 0
             topic = self.kafka.topics.get(name)
             if topic is None:
                 try:
@@ -203,6 +205,9 @@ class KafkaIngestSink:
                     self.stats.batches += 1
                     self.stats.records_appended += hi - lo
                     pendings.append((pending, chunk_idxs))
+                    appended += len(batch)
+            if appended and meter is not None:
+                meter.add_in(name, appended, self.kafka.monotonic())
         return pendings
 
     def _partition(self, key: bytes | None, nparts: int) -> int:

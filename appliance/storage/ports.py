@@ -154,6 +154,13 @@ class StorageStatus:
     upload_lag_s: float = 0.0  # age of the oldest data not yet in object storage
     requests: Mapping[str, int] = field(default_factory=dict)  # object-store requests by type
     fenced: bool = False  # another node took over the bucket/prefix; this one no longer writes
+    store_error: str | None = None  # set while object-store calls keep failing (cleared when one succeeds)
+    store_error_s: float = 0.0  # how long they have been failing
+    # log compaction (cleanup.policy=compact): stream rewrites, bytes read and written, last run
+    key_compactions: int = 0
+    key_compaction_bytes_in: int = 0
+    key_compaction_bytes_out: int = 0
+    key_compaction_last_ms: int = 0  # ms since the epoch, 0: never
 
 
 class Storage(Protocol):

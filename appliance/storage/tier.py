@@ -19,7 +19,9 @@ compaction merges runs of small objects into one; orphans (uploaded, never commi
 or a fenced writer) are deleted; old manifests are pruned.
 
 Retention only ever removes uploaded data, a range at a time (Kafka removes whole segments the
-same way). `cleanup.policy=compact` (keep the last record per key) is not implemented yet.
+same way). `cleanup.policy=compact` (keep the last record per key) runs in the same pass, before
+the object merge: `appliance.storage.key_compactor` rewrites the sealed ranges of compacted
+streams (policies come with the retention policies).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from appliance.kafka import records
 from appliance.logs import get_logger
 from appliance.storage import stream_object as so
 from appliance.storage.block_cache import BlockCache
+from appliance.storage.key_compaction import CompactionPolicy, CompactionState
+from appliance.storage.key_compactor import KeyCompactor
 from appliance.storage.manifest import (
     FencedError,
     Manifest,
@@ -68,6 +72,7 @@ class RetentionPolicy:
     retention_ms: int = -1  # -1: keep forever
     retention_bytes: int = -1  # -1: no size limit
     keep_from: int | None = None  # never delete at or above this offset (e.g. not yet forwarded by the uplink)
+    compaction: CompactionPolicy | None = None  # cleanup.policy includes compact
 
 
 RetentionSource = Callable[[], Mapping[int, RetentionPolicy]]
@@ -108,6 +113,7 @@ class ObjectTier:
         self._passes = 0
         self._more = False
         self.wake = trio.Event()
+        self.key_compactor = KeyCompactor(self)
         # counters
         self.uploads = 0
         self.objects_uploaded = 0
@@ -116,6 +122,9 @@ class ObjectTier:
         self.objects_deleted = 0
         self.retries = 0
         self.last_error: str | None = None
+        # While a store call keeps failing (an outage): the latest error and since when (monotonic).
+        self.store_error: str | None = None
+        self.store_error_since: float | None = None
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -126,17 +135,27 @@ class ObjectTier:
         """Call fn until it succeeds; back off exponentially on store errors. FencedError and
         cancellation pass through."""
         delay = BACKOFF_START
+        mine: str | None = None  # the error this call reported, cleared once the store answers
         while True:
             try:
-                return await fn()
+                result = await fn()
             except FencedError:
                 raise
             except StorageError as e:
                 self.retries += 1
-                self.last_error = f"{what}: {e}"
+                mine = self.last_error = self.store_error = f"{what}: {e}"
+                if self.store_error_since is None:
+                    self.store_error_since = self.monotonic()
                 log.warning("object_store_retry", what=what, error=str(e), retry_in_s=round(delay, 2))
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            if mine is not None:  # the store answers again: the outage is over
+                log.info("object_store_reachable", what=what, retries=self.retries)
+                self.store_error = self.store_error_since = None
+                if self.last_error == mine:
+                    self.last_error = None
+            return result
 
     def _on_fenced(self, e: FencedError) -> None:
         if self.fenced is None:
@@ -302,6 +321,7 @@ class ObjectTier:
         for sid in [sid for sid in new.streams if sid not in catalogue]:
             del new.streams[sid]
             new.producers.pop(sid, None)
+            new.compaction.pop(sid, None)
         new.next_stream_id = max(new.next_stream_id, wal.next_stream_id)
         for sid, end in ends.items():
             if sid in catalogue:
@@ -352,6 +372,11 @@ class ObjectTier:
             rs = m.stream_ranges(sid)
             got = self._ranges[sid] = (rs, [r[1] for r in rs])
         return got
+
+    def clean_end(self, sid: int) -> int:
+        """Offsets below were rewritten by log compaction: read them from objects, not the WAL."""
+        raw = self.manifest.compaction.get(sid)
+        return CompactionState.decode(raw).clean_end if raw else 0
 
     def object_bytes(self, sid: int, below: int) -> int:
         rs, _lasts = self.stream_ranges(sid)
@@ -433,6 +458,7 @@ class ObjectTier:
             await self.manifests.check_fenced()
             if await self.apply_retention():
                 await self.upload_round()
+            await self.key_compactor.run_once()
             while await self.compact():
                 pass
             await self.collect_garbage(orphans=self._passes % ORPHAN_SCAN_EVERY == 0)
@@ -526,6 +552,8 @@ class ObjectTier:
                     so.check_block(e, block)
                     keep = per_stream.setdefault(e.stream_id, [])
                     keep.extend(b for b in so.iter_batches(block) if so.batch_meta(b)[1] >= st.log_start)
+            for keep in per_stream.values():  # offset order whatever the objects' `order` (log compaction moves ranges)
+                keep.sort(key=lambda b: so.batch_meta(b)[0])
             new = m.copy()
             for oid, _o in run:
                 del new.objects[oid]
@@ -577,6 +605,10 @@ class ObjectTier:
             if found:
                 self.objects_deleted += found
                 log.info("orphans_deleted", objects=found)
+
+    def store_error_seconds(self) -> float:
+        """How long object-store calls have been failing (0 while they succeed)."""
+        return 0.0 if self.store_error_since is None else max(0.0, self.monotonic() - self.store_error_since)
 
     def upload_lag(self) -> float:
         """Seconds since the last round that left nothing behind, while data waits (else 0)."""
