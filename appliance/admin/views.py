@@ -158,6 +158,13 @@ def warnings(app: Any, storage: StorageInfo) -> list[str]:
     out = []
     if storage.last_error:
         out.append(f"storage error: {storage.last_error}")
+    extra = storage.extra
+    if extra.get("store_reachable") is False:
+        out.append(f"object store unreachable for {extra.get('store_outage_s', 0):.0f} s: uploads wait, the WAL "
+                   f"holds {storage.unuploaded_bytes} bytes not uploaded yet (budget {storage.wal_budget_bytes})")
+    if extra.get("corrupt_objects"):
+        out.append(f"object store: {extra['corrupt_objects']} corrupt object(s), their ranges cannot be read "
+                   f"({extra.get('corrupt_reads', 0)} reads refused); last: {extra.get('last_corruption')}")
     budget = storage.wal_budget_bytes
     if budget and storage.wal_bytes >= WAL_BUDGET_WARN_RATIO * budget:
         out.append(f"WAL uses {100 * storage.wal_bytes / budget:.0f}% of its disk budget "

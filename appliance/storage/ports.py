@@ -154,6 +154,12 @@ class StorageStatus:
     upload_lag_s: float = 0.0  # age of the oldest data not yet in object storage
     requests: Mapping[str, int] = field(default_factory=dict)  # object-store requests by type
     fenced: bool = False  # another node took over the bucket/prefix; this one no longer writes
+    store_reachable: bool = True  # False while object-store calls fail (an outage: the WAL grows)
+    store_outage_s: float = 0.0  # how long the current outage has lasted
+    store_errors: int = 0  # failed object-store calls since start
+    corrupt_objects: int = 0  # objects in the manifest that failed their CRC/format checks
+    corrupt_reads: int = 0  # reads refused because of them (KAFKA_STORAGE_ERROR to the fetcher)
+    last_corruption: str | None = None  # which object and what was wrong
 
 
 class Storage(Protocol):

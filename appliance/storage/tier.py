@@ -50,7 +50,7 @@ from appliance.storage.manifest import (
 )
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects.metered import MeteredObjectStore
-from appliance.storage.objects.port import ObjectNotFoundError
+from appliance.storage.objects.port import ObjectNotFoundError, ObjectStoreError
 from appliance.storage.wal import WalLogStore
 
 log = get_logger("objects")
@@ -116,6 +116,13 @@ class ObjectTier:
         self.objects_deleted = 0
         self.retries = 0
         self.last_error: str | None = None
+        # outage tracking: since when (monotonic) store calls fail; None while it answers
+        self.unreachable_since: float | None = None
+        self.store_errors = 0
+        # objects that failed their CRC/format checks on read: key -> what was wrong
+        self.corrupt: dict[str, str] = {}
+        self.corrupt_reads = 0
+        self.last_corruption: str | None = None
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -128,15 +135,42 @@ class ObjectTier:
         delay = BACKOFF_START
         while True:
             try:
-                return await fn()
+                result = await fn()
             except FencedError:
                 raise
             except StorageError as e:
                 self.retries += 1
-                self.last_error = f"{what}: {e}"
+                self._store_failed(f"{what}: {e}")
                 log.warning("object_store_retry", what=what, error=str(e), retry_in_s=round(delay, 2))
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+            else:
+                self._store_answered()
+                return result
+
+    def _store_failed(self, error: str) -> None:
+        self.store_errors += 1
+        self.last_error = error
+        if self.unreachable_since is None:
+            self.unreachable_since = self.monotonic()
+            log.warning("object_store_unreachable", store=self.store.url, error=error)
+
+    def _store_answered(self) -> None:
+        """A store call succeeded: an outage in progress is over (and so is its error)."""
+        if self.unreachable_since is not None:
+            log.info("object_store_reachable_again", store=self.store.url,
+                     outage_s=round(self.monotonic() - self.unreachable_since, 3),
+                     unuploaded_bytes=self.wal.unuploaded_bytes())
+            self.unreachable_since = None
+            if self.fenced is None:
+                self.last_error = None
+
+    @property
+    def store_reachable(self) -> bool:
+        return self.unreachable_since is None
+
+    def outage_seconds(self) -> float:
+        return 0.0 if self.unreachable_since is None else max(0.0, self.monotonic() - self.unreachable_since)
 
     def _on_fenced(self, e: FencedError) -> None:
         if self.fenced is None:
@@ -262,6 +296,8 @@ class ObjectTier:
                 break
             if batches:
                 out.append((sid, batches, pos))
+            if pos < hw and total >= cap:  # this stream was cut short by the cap: more to come
+                return out, True
         return out, False
 
     async def _pack(self, plan: list[tuple[int, list[bytes], int]],
@@ -358,7 +394,8 @@ class ObjectTier:
         return sum(r[2] for r in rs if r[1] < below)
 
     async def read(self, sid: int, offset: int, max_bytes: int) -> list[bytes]:
-        """Whole batches from the one holding `offset` on (at least one, then while they fit)."""
+        """Whole batches from the one holding `offset` on (at least one, then while they fit).
+        An object that fails its checks raises StreamObjectError (counted and logged once)."""
         for attempt in range(3):
             m = self.manifest
             rs, lasts = self.stream_ranges(sid)
@@ -388,9 +425,34 @@ class ObjectTier:
                 if attempt == 2:
                     raise
                 await trio.sleep(0.05)  # compacted or deleted under us: the manifest has moved on
+            except so.StreamObjectError as e:
+                if out:
+                    return out  # serve what checked out before the damage; the next fetch gets the error
+                self._corrupt_found(e.key, f"stream {sid} offset {pos}: {e}")
+                raise
         return []
 
+    def _corrupt_found(self, key: str, detail: str) -> None:
+        """An object failed its CRC/format checks: count every time, log once per object."""
+        self.corrupt_reads += 1
+        self.last_corruption = f"{key}: {detail}"
+        if key not in self.corrupt:
+            self.corrupt[key] = detail
+            log.error("object_corrupt", key=key, detail=detail, store=self.store.url)
+
+    def corrupt_objects(self) -> list[str]:
+        """Keys of corrupt objects the manifest still references."""
+        live = {o.key for o in self.manifest.objects.values()}
+        return sorted(k for k in self.corrupt if k in live)
+
     async def offset_for_timestamp(self, sid: int, timestamp: int, log_start: int) -> tuple[int, int] | None:
+        try:
+            return await self._offset_for_timestamp(sid, timestamp, log_start)
+        except so.StreamObjectError as e:
+            self._corrupt_found(e.key, f"stream {sid} timestamp lookup: {e}")
+            raise
+
+    async def _offset_for_timestamp(self, sid: int, timestamp: int, log_start: int) -> tuple[int, int] | None:
         m = self.manifest
         rs, _ = self.stream_ranges(sid)
         for _base, last, _n, max_ts, oid in rs:
@@ -439,12 +501,17 @@ class ObjectTier:
             await self.manifests.prune()
         except FencedError as e:
             self._on_fenced(e)
+        except ObjectStoreError as e:
+            self._store_failed(f"maintenance: {e}")
+            log.warning("maintenance_failed", error=str(e))
         except StorageError as e:
             self.last_error = f"maintenance: {e}"
             log.warning("maintenance_failed", error=str(e))
         except Exception as e:  # a bug must not stop maintenance for good: say it, try next pass
             self.last_error = f"maintenance: {e!r}"
             log.error("maintenance_failed", error=repr(e))
+        else:
+            self._store_answered()
         self._passes += 1
 
     async def apply_retention(self) -> bool:
@@ -501,31 +568,41 @@ class ObjectTier:
                 return False
             m = self.manifest
             ordered = sorted(m.objects.items(), key=lambda kv: kv[1].order)
-            if sum(1 for _oid, o in ordered if o.size < s.compact_small_bytes) < s.compact_min_objects:
+
+            def small(o: ObjectEntry) -> bool:  # a corrupt object is left as it is (never merged)
+                return o.size < s.compact_small_bytes and o.key not in self.corrupt
+
+            if sum(1 for _oid, o in ordered if small(o)) < s.compact_min_objects:
                 return False
             run: list[tuple[int, ObjectEntry]] = []
             size = 0
             for oid, o in ordered:
-                if o.size < s.compact_small_bytes and (not run or size + o.size <= s.compact_target_bytes):
+                if small(o) and (not run or size + o.size <= s.compact_target_bytes):
                     run.append((oid, o))
                     size += o.size
                     continue
                 if len(run) >= 2:
                     break
-                run, size = ([(oid, o)], o.size) if o.size < s.compact_small_bytes else ([], 0)
+                run, size = ([(oid, o)], o.size) if small(o) else ([], 0)
             if len(run) < 2:
                 return False
             per_stream: dict[int, list[bytes]] = {}
             for _oid, o in run:
                 data = await self._retry(f"read {o.key}", lambda o=o: self.store.get(o.key))
-                for e in so.read_index(data):
-                    st = m.streams.get(e.stream_id)
-                    if st is None or e.last < st.log_start or e.stream_id not in o.ranges:
-                        continue
-                    block = data[e.position : e.position + e.length]
-                    so.check_block(e, block)
-                    keep = per_stream.setdefault(e.stream_id, [])
-                    keep.extend(b for b in so.iter_batches(block) if so.batch_meta(b)[1] >= st.log_start)
+                try:
+                    if len(data) != o.size:
+                        raise so.StreamObjectError(f"object holds {len(data)} bytes, the manifest says {o.size}")
+                    for e in so.read_index(data):
+                        st = m.streams.get(e.stream_id)
+                        if st is None or e.last < st.log_start or e.stream_id not in o.ranges:
+                            continue
+                        block = data[e.position : e.position + e.length]
+                        so.check_block(e, block)
+                        keep = per_stream.setdefault(e.stream_id, [])
+                        keep.extend(b for b in so.iter_batches(block) if so.batch_meta(b)[1] >= st.log_start)
+                except so.StreamObjectError as e:
+                    self._corrupt_found(o.key, f"compaction: {e}")
+                    return True  # try another run; this object stays out of compaction
             new = m.copy()
             for oid, _o in run:
                 del new.objects[oid]

@@ -164,6 +164,12 @@ class TieredStorage:
             upload_lag_s=round(tier.upload_lag(), 3),
             requests=dict(tier.store.requests),
             fenced=tier.fenced is not None,
+            store_reachable=tier.store_reachable,
+            store_outage_s=round(tier.outage_seconds(), 3),
+            store_errors=tier.store_errors,
+            corrupt_objects=len(tier.corrupt_objects()),
+            corrupt_reads=tier.corrupt_reads,
+            last_corruption=tier.last_corruption,
         )
 
 

@@ -156,7 +156,13 @@ class S3ObjectStore:
                 resp.close()
                 resp.release_conn()
 
-        return await self._call(work, "get", key)
+        try:
+            return await self._call(work, "get", key)
+        except ObjectStoreError as e:
+            cause = e.__cause__
+            if isinstance(cause, S3Error) and cause.code == "InvalidRange":
+                return b""  # the range starts past the object's end: a short read, as from a file
+            raise
 
     async def list(self, prefix: str) -> list[ObjectInfo]:
         client, bucket, strip = self._client, self.bucket, len(self.prefix)
