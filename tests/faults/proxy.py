@@ -148,9 +148,12 @@ class TcpProxy:
         if pair.closed:  # cut while connecting
             _reset(pair.server)
             return
-        for src, dst in ((pair.client, pair.server), (pair.server, pair.client)):
-            src.settimeout(0.2)
-            threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+        try:
+            for src, dst in ((pair.client, pair.server), (pair.server, pair.client)):
+                src.settimeout(0.2)
+                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+        except OSError:  # reset by a cut in the meantime
+            pair.reset()
 
     def _pump(self, pair: _Pair, src: socket.socket, dst: socket.socket) -> None:
         while not pair.closed:
