@@ -26,7 +26,7 @@ from appliance.storage import stream_object as so
 from tests.e2e.checks import assert_all_consumed_in_order
 from tests.e2e.test_confluent_kafka import consume_all, create_topic
 from tests.faults import kafka_wire as wire
-from tests.faults.scale import LONG, report, seed
+from tests.faults.scale import knob, report, seed
 from tests.storage.objects.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer
 from tests.uplink.helpers import produce
 
@@ -34,7 +34,7 @@ BUCKET, PREFIX = "corrupt", "millstream"
 BAD, GOOD = "press.temps", "press.alarms"
 PARTITIONS = 3
 PER_PARTITION = 400
-RANDOM_ROUNDS = 8 if LONG else 0
+RANDOM_ROUNDS = knob("FAULTS_CORRUPT_ROUNDS")
 
 CONFIG = """
 [storage]

@@ -20,12 +20,12 @@ import time
 from tests.e2e.checks import assert_all_consumed_in_order
 from tests.e2e.test_confluent_kafka import create_topic
 from tests.faults.proxy import TcpProxy
-from tests.faults.scale import LONG, percentile, report, seed
+from tests.faults.scale import LONG, knob, percentile, report, seed
 from tests.uplink.helpers import plant_config, produce, read_topic, watermarks
 
 TOPIC, CLOUD_TOPIC = "line1.telemetry", "plant1.line1.telemetry"
 PARTITIONS = 2
-ITERATIONS = 20 if LONG else 3
+ITERATIONS = knob("FAULTS_WAN_ITERATIONS")
 PER_STEP = 500 if LONG else 200
 WAN_HOST = "127.0.0.2"  # loopback too; the cut link listens here on the cloud's port
 
