@@ -18,6 +18,13 @@ manifest and are deleted after a grace period (readers in flight may still use t
 compaction merges runs of small objects into one; orphans (uploaded, never committed: a crash
 or a fenced writer) are deleted; old manifests are pruned.
 
+Faults. An outage starts at the first failed store call and ends at the next one that succeeds
+(`store_reachable`, `outage_seconds()`; the error it left in `last_error` goes with it). An
+object that fails its checks on read (footer, index or block CRC-32C, a size short of the
+manifest's) is corrupt: the read raises StreamObjectError (KAFKA_STORAGE_ERROR for the fetcher,
+every time: damaged bytes are never cached), the first time per object is logged
+(`object_corrupt`), every time is counted, and compaction leaves the object alone.
+
 Retention only ever removes uploaded data, a range at a time (Kafka removes whole segments the
 same way). `cleanup.policy=compact` (keep the last record per key) is not implemented yet.
 """
@@ -402,9 +409,11 @@ class ObjectTier:
             out: list[bytes] = []
             total = 0
             pos = offset
+            key = ""
             try:
                 for i in range(bisect_left(lasts, pos), len(rs)):
                     o = m.objects[rs[i][4]]
+                    key = o.key
                     idx = await self.cache.index(o.key, o.size)
                     blocks = [e for e in idx if e.stream_id == sid]
                     for j, e in enumerate(blocks):
@@ -428,7 +437,7 @@ class ObjectTier:
             except so.StreamObjectError as e:
                 if out:
                     return out  # serve what checked out before the damage; the next fetch gets the error
-                self._corrupt_found(e.key, f"stream {sid} offset {pos}: {e}")
+                self._corrupt_found(e.key or key, f"stream {sid} offset {pos}: {e}")
                 raise
         return []
 
