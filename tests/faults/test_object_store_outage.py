@@ -126,8 +126,11 @@ def test_object_store_outage_pushes_back_then_drains_with_nothing_lost(make_appl
             assert pushed_back_at[-1] > cut_at_acks, "no record was taken into the WAL during the outage"
             st = _wait("the outage to show in admin storage", lambda: (s := _storage(app)).extra["store_reachable"]
                        is False and s, timeout=60)
-            assert st.unuploaded_bytes > BUDGET // 2, st
+            # The budget counts WAL segment bytes on disk; a segment goes only once all of it is
+            # uploaded, so part of what it holds may already be in the store.
+            assert st.wal_bytes > BUDGET * 0.9 and st.unuploaded_bytes > 0, st
             assert st.last_error and "S3" in st.last_error, st.last_error
+            backlog = st.unuploaded_bytes
             status = _status(app)
             assert status.health != "ok" and any("object store" in w for w in status.warnings), status.warnings
             # No acks while pushed back; an MQTT 5 QoS 1 publisher is told "quota exceeded".
@@ -147,11 +150,13 @@ def test_object_store_outage_pushes_back_then_drains_with_nothing_lost(make_appl
                 _wait("the outage after the restart", lambda: _storage(app).extra["store_reachable"] is False)
                 assert wire.produce_error(app.kafka_port, PROBE, 0, [b"probe" * 1000]) == 56
                 stalled = load.acked_count()
+                backlog = _storage(app).unuploaded_bytes
 
             link.restore()
             restored = time.monotonic()
             assert load.wait_for_acks(stalled + 1000, 90), f"no acks after the store returned: {load.errors[:3]}"
-            _wait("the WAL to drain", lambda: _storage(app).unuploaded_bytes < BUDGET // 2, timeout=90)
+            _wait("the WAL to drain", lambda half=backlog // 2: (s := _storage(app)).unuploaded_bytes < half
+                  and s.wal_bytes < BUDGET * 0.9, timeout=90)
             drain_times.append(time.monotonic() - restored)
             _wait("the outage to clear in status", lambda: _status(app).health == "ok", timeout=30)
             assert _storage(app).extra.get("store_reachable") is True
