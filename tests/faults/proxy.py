@@ -141,10 +141,18 @@ class TcpProxy:
 
     def _open(self, pair: _Pair) -> None:
         try:
-            pair.server = socket.create_connection((self.target_host, self.target_port), timeout=5)
+            server = socket.create_connection((self.target_host, self.target_port), timeout=5)
         except OSError:
             pair.reset()
             return
+        if server.getsockname() == server.getpeername():
+            # While the target is down, a connect whose ephemeral port happens to be the target's
+            # own port connects to itself (TCP simultaneous open) and would keep the target from
+            # binding that port again when it restarts.
+            _reset(server)
+            pair.reset()
+            return
+        pair.server = server
         if pair.closed:  # cut while connecting
             _reset(pair.server)
             return
