@@ -1,4 +1,5 @@
-"""Admin commands of the `millstream` CLI: status, topics, groups and the TUI.
+"""Admin commands of the `millstream` CLI: status, topics, groups, clients, uplink, certs, the TUI
+(and `rules reload`, registered under `rules` by cli_security with `admin_options`/`guarded`).
 
 Each talks to a running appliance through the admin API (`--admin URL`, default
 http://127.0.0.1:9644, or `MILLSTREAM_ADMIN`), prints aligned tables for people and `--json` for
@@ -20,9 +21,12 @@ from typing import Any
 
 from appliance.admin.client import DEFAULT_URL, AdminAPIError, AdminClient
 from appliance.admin.models import (
+    Certificates,
+    Clients,
     GroupInfo,
     Status,
     TopicInfo,
+    UplinkStatus,
     human_bytes,
     human_duration_ms,
     human_uptime,
@@ -81,8 +85,12 @@ def print_status(st: Status) -> None:
     print(f"kafka     {st.kafka.connections} connections, {st.kafka.requests_total} requests, {st.kafka.errors_total} errors")
     for listener in st.listeners:
         print(f"listen    {listener.name:<11} {listener.address}")
-    for w in st.warnings:
-        print(f"warning   {w}")
+    if st.alerts:
+        for a in st.alerts:
+            print(f"{'critical' if a.severity == 'critical' else 'warning':<9} {a.message}")
+    else:  # an older appliance: warnings as text only
+        for w in st.warnings:
+            print(f"warning   {w}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -190,6 +198,131 @@ def cmd_groups_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_clients(c: Clients) -> None:
+    if c.mqtt_enabled:
+        shown = f" ({len(c.mqtt)} shown)" if c.mqtt_total > len(c.mqtt) else ""
+        print(f"MQTT sessions: {max(c.mqtt_total, len(c.mqtt))}{shown}")
+        print(table(("CLIENT ID", "STATE", "PEER", "IDENTITY", "ZONE", "SUBS", "QUEUED", "UP"),
+                    [(s.client_id, "online" if s.connected else "offline", s.peer, s.principal or s.username,
+                      s.zone, len(s.subscriptions), s.queued,
+                      None if s.connected_s is None else human_uptime(s.connected_s)) for s in c.mqtt]))
+    else:
+        print("MQTT: off on this node")
+    print()
+    shown = f" ({len(c.kafka)} shown)" if c.kafka_total > len(c.kafka) else ""
+    print(f"Kafka connections: {max(c.kafka_total, len(c.kafka))}{shown}")
+    print(table(("CONN", "LISTENER", "PEER", "CLIENT ID", "IDENTITY", "ZONE", "REQUESTS", "UP"),
+                [(k.conn_id, k.listener, k.peer, k.client_id, k.principal, k.zone, k.requests,
+                  human_uptime(k.connected_s)) for k in c.kafka]))
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        clients = c.clients(args.limit)
+    _print_json(clients) if args.json else print_clients(clients)
+    return 0
+
+
+def print_uplink(u: UplinkStatus) -> None:
+    if not u.enabled:
+        print("uplink    off on this node ([uplink] enabled = true in the plant's site config)")
+        return
+    state = "paused" if u.paused else ("connected" if u.connected else "disconnected")
+    print(f"uplink    {state} to {', '.join(u.bootstrap) or '-'}")
+    print(f"sent      {u.sent_records} records, {human_bytes(u.sent_bytes)}")
+    print(f"backlog   {u.backlog_records} records, {human_bytes(u.backlog_bytes)}")
+    print(f"rate      {u.throughput_records_per_s:.0f} records/s, {human_bytes(u.throughput_bytes_per_s)}/s"
+          + (f" (cap {human_bytes(u.bandwidth_cap)}/s)" if u.bandwidth_cap else ""))
+    if u.lost_records:
+        print(f"lost      {u.lost_records} records (retention removed them before they were sent)")
+    if u.last_error:
+        print(f"error     {u.last_error}")
+    if u.topics:
+        print()
+        print(table(("TOPIC", "CLOUD TOPIC", "PRIORITY", "PARTITIONS", "BACKLOG", "BYTES", "AGE S"),
+                    [(name, t.cloud_topic, t.priority, t.partitions, t.backlog_records, human_bytes(t.backlog_bytes),
+                      round(t.backlog_seconds)) for name, t in sorted(u.topics.items())]))
+
+
+def cmd_uplink(args: argparse.Namespace) -> int:
+    action = getattr(args, "uplink_command", None) or "status"
+    with _client(args) as c:
+        u = {"status": c.uplink, "pause": c.pause_uplink, "resume": c.resume_uplink}[action]()
+    if args.json:
+        _print_json(u)
+        return 0
+    if action != "status":
+        print(f"uplink {'paused: records are kept here until resumed' if action == 'pause' else 'resumed'}")
+    print_uplink(u)
+    return 0
+
+
+def print_certificates(certs: Certificates) -> None:
+    window = certs.expiry_warning_days
+    rows = []
+    for c in certs.certificates:
+        soon = c.status == "valid" and c.days_left is not None and c.days_left <= window
+        rows.append((c.serial, c.zone, c.id, c.kind, c.not_after,
+                     None if c.days_left is None else round(c.days_left),
+                     c.status + (" (expiring)" if soon else "")))
+    print(table(("SERIAL", "ZONE", "ID", "KIND", "NOT AFTER", "DAYS", "STATUS"), rows))
+    for w in certs.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def cmd_certs_list(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        certs = c.certificates()
+    _print_json(certs) if args.json else print_certificates(certs)
+    return 0
+
+
+def cmd_certs_issue(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        issued = c.issue_certificate(args.zone, args.id, days=args.days, kind=args.kind)
+    if args.json:
+        _print_json(issued)
+        return 0
+    print(f"issued {issued.kind} certificate serial {issued.serial} for {issued.zone}/{issued.id}, "
+          f"valid until {issued.not_after}")
+    print(f"  on the appliance: {issued.cert_path}\n                    {issued.key_path} (0600)")
+    if args.out:
+        from pathlib import Path
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text, mode in ((f"{issued.id}.crt", issued.certificate_pem, 0o644),
+                                 (f"{issued.id}.key", issued.key_pem, 0o600), ("ca.crt", issued.ca_pem, 0o644)):
+            fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+        print(f"  copied here:      {out}/{issued.id}.crt, {issued.id}.key (0600), ca.crt")
+    return 0
+
+
+def cmd_certs_revoke(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        done = c.revoke_certificate(args.serial, args.reason)
+    if args.json:
+        _print_json(done)
+        return 0
+    for r in done.revoked:
+        print(f"revoked {r.serial} ({r.identity}), reason {r.reason or 'unspecified'}")
+    if done.note:
+        print(done.note)
+    return 0
+
+
+def cmd_rules_reload(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        r = c.reload_rules()
+    if args.json:
+        _print_json(r)
+    else:
+        print(f"rules reloaded from {r.source}: {r.zones} zones, {r.conduits} conduits, {r.denies} deny rules")
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     # The console lives in the separate `tui` package, which depends on `appliance.admin` (models,
     # client) and never the other way round: it is launched by module name so no appliance module
@@ -212,6 +345,16 @@ def _common(p: argparse.ArgumentParser, *, nested: bool = False) -> None:
                    help="print JSON instead of a table")
 
 
+def admin_options(p: argparse.ArgumentParser) -> None:
+    """--admin and --json for an admin command registered elsewhere (`rules reload`)."""
+    _common(p)
+
+
+def guarded(fn: Handler) -> Handler:
+    """A handler that prints the admin API's refusal as one line and exits 1 (no traceback)."""
+    return _guarded(fn)
+
+
 def _guarded(fn: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -227,7 +370,7 @@ def _guarded(fn: Handler) -> Handler:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add status, topics, groups and tui to the `millstream` parser."""
+    """Add status, topics, groups, clients, uplink, certs and tui to the `millstream` parser."""
     p = sub.add_parser("status", help="show a running appliance's status")
     _common(p)
     p.set_defaults(handler=_guarded(cmd_status))
@@ -275,6 +418,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("group")
     _common(p, nested=True)
     p.set_defaults(handler=_guarded(cmd_groups_describe))
+
+    p = sub.add_parser("clients", help="MQTT sessions and Kafka connections with identity and zone")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N of each (default 1000)")
+    _common(p)
+    p.set_defaults(handler=_guarded(cmd_clients))
+
+    uplink = sub.add_parser("uplink", help="the plant-to-cloud uplink: status, pause, resume")
+    usub = uplink.add_subparsers(dest="uplink_command", metavar="ACTION")
+    _common(uplink)
+    uplink.set_defaults(handler=_guarded(cmd_uplink))
+    for name, text in (("status", "link state, throughput and backlog per topic"),
+                       ("pause", "stop forwarding (records are kept here; the backlog grows)"),
+                       ("resume", "forward again")):
+        p = usub.add_parser(name, help=text)
+        _common(p, nested=True)
+        p.set_defaults(handler=_guarded(cmd_uplink))
+
+    certs = sub.add_parser("certs", help="certificates of a running appliance: list, issue, revoke (admin API)",
+                           description="Like `millstream pki`, but through the admin API of a running appliance "
+                                       "(no access to its data dir needed).")
+    csub = certs.add_subparsers(dest="certs_command", metavar="ACTION")
+    _common(certs)
+    certs.set_defaults(handler=_guarded(cmd_certs_list))
+    p = csub.add_parser("list", help="serial, identity, expiry, days left, status")
+    _common(p, nested=True)
+    p.set_defaults(handler=_guarded(cmd_certs_list))
+    p = csub.add_parser("issue", help="issue a certificate for (zone, id)")
+    p.add_argument("--zone", required=True)
+    p.add_argument("--id", required=True)
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    p.add_argument("--server", dest="kind", action="store_const", const="server", default="client",
+                   help="a server certificate (default: client)")
+    p.add_argument("--out", metavar="DIR", help="also write <id>.crt, <id>.key (0600) and ca.crt here")
+    _common(p, nested=True)
+    p.set_defaults(handler=_guarded(cmd_certs_issue))
+    p = csub.add_parser("revoke", help="revoke a certificate by serial (next handshake refuses it)")
+    p.add_argument("serial", help="serial in hex as `certs list` shows it (or a unique prefix)")
+    p.add_argument("--reason", default="unspecified",
+                   choices=["unspecified", "key_compromise", "ca_compromise", "affiliation_changed",
+                            "superseded", "cessation_of_operation"])
+    _common(p, nested=True)
+    p.set_defaults(handler=_guarded(cmd_certs_revoke))
 
     p = sub.add_parser("tui", help="the operator console (Textual) for a running appliance")
     p.add_argument("--connect", metavar="URL", default=os.environ.get("MILLSTREAM_ADMIN", DEFAULT_URL),

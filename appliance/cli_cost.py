@@ -4,8 +4,9 @@
     millstream cost --admin http://127.0.0.1:9644 ...
 
 Measurements: the JSON documented in appliance/inventory/measurements.py. `--admin URL` reads the
-same document from the admin API at GET {URL}/api/v1/measurements (to be served by the admin API;
-until it is, the command says so and exits 2). Exit codes: 0 done, 2 usage or invalid input.
+same document, measured live by a running appliance, from GET {URL}/api/v1/measurements (save it
+with curl to price it again later with --measurements). The price sheet is the one given here, not
+the appliance's (its own comparison is GET /api/v1/cost). Exit codes: 0 done, 2 usage or invalid input.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def fetch_measurements(url: str, timeout: float = 10.0) -> Any:
             return json.loads(resp.read())
     except urllib.error.HTTPError as e:
         if e.code == 404:
-            raise LookupError(f"the admin API at {url} does not serve {MEASUREMENTS_PATH} yet; "
+            raise LookupError(f"the admin API at {url} does not serve {MEASUREMENTS_PATH} (an older appliance?); "
                               "write the measurements to a file and use --measurements FILE") from None
         raise LookupError(f"{target}: HTTP {e.code}") from None
     except (urllib.error.URLError, OSError) as e:
@@ -58,7 +59,7 @@ def fetch_measurements(url: str, timeout: float = 10.0) -> Any:
 
 def cmd_cost(args: argparse.Namespace) -> int:
     from appliance.config import parse_duration
-    from appliance.cost.model import Workload, compare
+    from appliance.cost.model import compare_projected
     from appliance.cost.prices import default_sheet_text, load_price_sheet
     from appliance.cost.render import render_table, to_json
     from appliance.errors import ConfigError
@@ -83,22 +84,12 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if not measured.topics:
         return _fail("the measurements list no topics")
 
-    baseline_workload = Workload.from_measurements(measured.topics)
-    workload = baseline_workload
-    projection: dict[str, Any] = {}
     try:
-        if args.scale is not None:
-            workload = workload.scaled(args.scale)
-            projection["scale"] = args.scale
-        if args.retention is not None:
-            retention_s = parse_duration(args.retention)
-            workload = workload.with_retention(retention_s)
-            projection["retention_s"] = retention_s
+        retention_s = parse_duration(args.retention) if args.retention is not None else None
+        result, baseline, projection = compare_projected(measured.topics, sheet, scale=args.scale,
+                                                         retention_s=retention_s)
     except ValueError as e:
         return _fail(str(e))
-
-    result = compare(workload, sheet)
-    baseline = compare(baseline_workload, sheet) if projection else None
     if args.json:
         print(json.dumps(to_json(result, projection=projection or None, baseline=baseline), indent=2))
         return 0

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from appliance import cli_admin
+
 PASSPHRASE_ENV = "MILLSTREAM_CA_PASSPHRASE"
 DEFAULT_DATA_DIR = "./var"
 
@@ -95,6 +97,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _data_dir(p)
     p.add_argument("file", nargs="?", help="rules file (default <data-dir>/rules.toml)")
     p.set_defaults(handler=cmd_rules_check)
+
+    p = rs.add_parser("reload", help="make a running appliance re-read its rules file (admin API)",
+                      description="Exit code 0 when the new rules are in force, 1 when refused (the previous "
+                                  "rules stay in force; the message says file:line: why).")
+    cli_admin.admin_options(p)
+    p.set_defaults(handler=cli_admin.guarded(cli_admin.cmd_rules_reload))
 
 
 def _usage(p: argparse.ArgumentParser) -> int:

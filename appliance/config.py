@@ -350,6 +350,9 @@ class UplinkSettings:
     start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
     bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
     max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    merge_bytes: int = setting(256 << 10, parse_size,
+                               "merge consecutive small stored batches of a partition into one batch up to this "
+                               "size (e.g. one-record MQTT batches); 0: send every stored batch as it is")
     request_timeout: float = setting(30.0, parse_duration, "a cloud request without an answer this long drops the connection")
     connect_timeout: float = setting(10.0, parse_duration, "TCP connect + ApiVersions deadline per address")
     reconnect_backoff: float = setting(0.1, parse_duration, "first reconnect delay (doubles, with jitter)")
@@ -357,9 +360,20 @@ class UplinkSettings:
     metadata_refresh: float = setting(60.0, parse_duration, "re-read cloud metadata this often")
     hold_unforwarded: bool = setting(True, parse_bool, "local retention keeps data the uplink has not forwarded")
     client_id: str = setting("millstream-uplink", parse_str, "Kafka client id sent to the cloud")
-    ca_file: str | None = setting(None, parse_optional_str, "cloud CA bundle (mTLS; not enforced yet)")
-    cert_file: str | None = setting(None, parse_optional_str, "client certificate (mTLS; not enforced yet)")
-    key_file: str | None = setting(None, parse_optional_str, "client key (mTLS; not enforced yet)")
+    security: str = setting("plaintext", parse_choice("plaintext", "tls", "mtls"),
+                            "plaintext, tls (verify the cloud's certificate) or mtls (tls + our client certificate)")
+    ca_file: str | None = setting(None, parse_optional_str,
+                                  "PEM CA bundle the cloud's certificate is checked against (tls/mtls; unset: the "
+                                  "system's CAs, for public Kafka services)")
+    cert_file: str | None = setting(None, parse_optional_str,
+                                    "client certificate, PEM (mtls), e.g. from `millstream pki issue --zone uplink --id SITE`")
+    key_file: str | None = setting(None, parse_optional_str, "client certificate's private key, PEM, unencrypted (mtls)")
+    server_name: str | None = setting(None, parse_optional_str,
+                                      "name checked in the cloud's certificate (and sent as SNI) instead of each "
+                                      "broker's host, e.g. when bootstrap is an IP address the certificate does not name")
+    check_hostname: bool = setting(True, parse_bool,
+                                   "check that the cloud's certificate names the host (or server_name); "
+                                   "false trusts any certificate the CA signed")
 
     def __post_init__(self) -> None:
         if self.enabled:
@@ -369,6 +383,18 @@ class UplinkSettings:
                 raise ValueError("enabled = true needs at least one [[uplink.forward]] entry")
             if not self.site and any("{site}" in r.cloud for r in self.forward):
                 raise ValueError("a cloud topic template uses {site} but site is not set")
+        files = [k for k in ("ca_file", "cert_file", "key_file", "server_name") if getattr(self, k) is not None]
+        if self.security == "plaintext" and files:
+            raise ValueError(f"{', '.join(files)} set but security = \"plaintext\": "
+                             "set security = \"tls\" or \"mtls\" (or remove them)")
+        if self.security == "tls" and (self.cert_file or self.key_file):
+            raise ValueError("cert_file/key_file set with security = \"tls\": a client certificate needs "
+                             "security = \"mtls\"")
+        if self.security == "mtls":
+            if self.cert_file is None:
+                raise ValueError("security = \"mtls\" needs cert_file (the uplink's client certificate)")
+            if self.key_file is None:
+                raise ValueError("security = \"mtls\" needs key_file (the client certificate's private key)")
 
 
 @dataclass(frozen=True)
@@ -391,6 +417,18 @@ class MqttSettings:
     retain_available: bool = setting(True, parse_bool, "accept retained messages")
     max_qos: int = setting(2, parse_int(0, 2), "highest QoS granted")
     topic_alias_max: int = setting(64, parse_int(0, 65535), "topic aliases per connection, each direction")
+    max_connections: int = setting(4096, parse_int(1, 1_000_000),
+                                   "open connections per MQTT listener; beyond it new ones are refused (CONNACK 0x97 / 3)")
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Process-wide memory bounds shared by every listener."""
+
+    inflight_frame_bytes: int = setting(256 << 20, parse_size,
+                                        "request frames (Kafka) and packets (MQTT) being received, all connections together")
+    frame_timeout: float = setting(60.0, parse_duration,
+                                   "a large frame holding part of that budget must arrive within this, else its connection closes")
 
 
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -463,6 +501,23 @@ class InventorySettings:
                                       "longest WAN outage the plant must ride out without losing forwarded data")
     plant_disk_budget: int = setting(0, parse_size,
                                      "disk the plant may fill with forwarded streams during that outage (0: not checked)")
+    measurement_window: float = setting(3600.0, parse_duration,
+                                        "window of the live per-topic rates (admin API measurements, cost)")
+    measurement_bucket: float = setting(10.0, parse_duration,
+                                        "bucket of the live rates: the peak is the busiest bucket in the window")
+
+    def __post_init__(self) -> None:
+        if not 0 < self.measurement_bucket <= self.measurement_window:
+            raise ValueError("measurement_bucket must be > 0 and no longer than measurement_window")
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """The cost model served by the admin API (`GET /api/v1/cost`) and shown in the TUI."""
+
+    price_sheet: Path | None = setting(None, lambda v: None if v in (None, "") else parse_path(v),
+                                       "price sheet (TOML) laid over the built-in defaults "
+                                       "(`millstream cost --print-price-sheet`)")
 
 
 @dataclass(frozen=True)
@@ -526,6 +581,10 @@ class IngestSettings:
     default_topic: str = setting("mqtt.unmapped", parse_template, "Kafka topic for unmapped messages (a template)")
     max_pending: int = setting(100_000, parse_int(1, 10_000_000),
                                "messages waiting for the WAL before publishers are pushed back (0x97)")
+    mqtt_out_commit_interval: float = setting(1.0, parse_duration,
+                                              "[[mqtt_out]]: how often the published positions are committed")
+    mqtt_out_commit_records: int = setting(10_000, parse_int(1, 10_000_000),
+                                           "[[mqtt_out]]: commit sooner once this many records were published")
 
 
 @dataclass(frozen=True)
@@ -583,6 +642,14 @@ class MqttOutRule:
     retain: bool = setting(False, parse_bool, "publish retained (latest value per MQTT topic)")
 
 
+def parse_host_id(value: Any) -> str:
+    """A Sparkplug host id: one MQTT topic level (no '/', '+', '#'), or empty."""
+    text = parse_str(value)
+    if any(c in text for c in "/+#") or "\x00" in text:
+        raise ValueError(f"a host id is one topic level without '/', '+' or '#': {text!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class SparkplugSettings:
     """Sparkplug B (`spBv1.0/#`): decoded into one Kafka record per metric, raw payloads kept aside."""
@@ -592,6 +659,8 @@ class SparkplugSettings:
                                "normalised metric records; template over {group}, {edge_node}, {device}")
     raw_topic: str = setting("sparkplug.raw", parse_template, "raw payloads, one record per MQTT message (empty: off)")
     rebirth_min_interval: float = setting(5.0, parse_duration, "at most one rebirth request per edge node this often")
+    host_id: str = setting("", parse_host_id,
+                           "Sparkplug Host Application id: publish spBv1.0/STATE/<host_id> (empty: off)")
 
 
 @dataclass(frozen=True)
@@ -622,10 +691,12 @@ SECTIONS: dict[str, type] = {
     "uplink": UplinkSettings,
     "mqtt": MqttSettings,
     "inventory": InventorySettings,
+    "cost": CostSettings,
     "security": SecuritySettings,
     "ingest": IngestSettings,
     "sparkplug": SparkplugSettings,
     "bridge": BridgeSettings,
+    "limits": LimitsSettings,
 }
 
 # Sections written as TOML arrays of tables (`[[streams]]`, `[[mqtt_map]]`): each entry builds one
@@ -649,12 +720,14 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     inventory: InventorySettings = field(default_factory=InventorySettings)
+    cost: CostSettings = field(default_factory=CostSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     streams: tuple[StreamSettings, ...] = ()
     listeners: tuple[ListenerSettings, ...] = ()
     ingest: IngestSettings = field(default_factory=IngestSettings)
     sparkplug: SparkplugSettings = field(default_factory=SparkplugSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     mqtt_map: tuple[MqttMapRule, ...] = ()
     assets: tuple[AssetRule, ...] = ()
     mqtt_out: tuple[MqttOutRule, ...] = ()

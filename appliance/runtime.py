@@ -7,6 +7,10 @@ service is started with `nursery.start()` and reports ready once it listens; the
 Shutdown on SIGTERM/SIGINT: listeners stop accepting, in-flight requests get
 `node.shutdown_grace` seconds, everything is cancelled, storage flushes and closes, exit 0.
 A second signal exits at once (status 130); acknowledged data is already durable by then.
+MQTT drains beside Kafka, in this order: the Kafka -> MQTT egress stops and commits its
+positions once subscribers acknowledged what it published, the Sparkplug host death certificate
+is published (`[sparkplug] host_id`), then the MQTT listeners disconnect clients and flush the
+session state; the bridge publishes its death and disconnects on its own.
 
 Listeners: every `[[listeners]]` entry (or, per protocol, the single `listen` address) gets its
 own server, all sharing one broker. Segmentation (appliance/security/service.py) is set up
@@ -72,13 +76,17 @@ class Appliance:
         self.mqtt: Any = None
         self.mqtt_port: int | None = None
         self.ingest: Any = None  # KafkaIngestSink: .snapshot() gives the ingestion counters
-        self.egress: Any = None
+        self.egress: Any = None  # appliance.ingest.egress.KafkaToMqtt when [[mqtt_out]] rules exist
+        self.host_born_at: int | None = None  # Sparkplug host STATE timestamp (broker mode), when host_id is set
+        self._mqtt_stop = trio.Event()  # set by the drain once the egress and the host STATE are done
+        self._mqtt_done: list[trio.Event] = []  # one per MQTT listener, set when it has drained
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.security: Any = None  # appliance.security.service.Security
         self.admin_servers: list[Any] = []
         self.listener_ports: dict[str, int | None] = {}  # listener name -> bound port
         self.stopping = trio.Event()
         self.log_ring: LogRing | None = None  # recent log lines for the admin API, while running
+        self.frame_budget: Any = None  # transport.frame_budget.FrameBudget, shared by every listener
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from appliance.admin.server import AdminServer
@@ -87,16 +95,28 @@ class Appliance:
         from appliance.kafka.broker import Broker
         from appliance.security.service import Security
         from appliance.storage.tiered import open_storage
+        from appliance.transport import fd_limit
+        from appliance.transport.frame_budget import FrameBudget
         from appliance.transport.kafka_server import KafkaServer
 
         s = self.settings
         self.log_ring = attach_ring()
         if s.streams:
             log_findings(check_settings(s))  # placement problems are warnings, never a refusal to start
+        limits = [s.kafka.max_connections] * len(s.listeners_of("kafka"))
+        if s.mqtt_enabled:
+            limits += [s.mqtt.max_connections] * len(s.listeners_of("mqtt"))
+        fd_limit.ensure(fd_limit.wanted(limits))
+        self.frame_budget = FrameBudget(s.limits.inflight_frame_bytes)
         data_dir = s.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.security = Security(s)
         self.security.setup()  # listener certificate, TLS contexts, rules: before anything listens
+        uplink_tls = None
+        if s.uplink.enabled and s.node.role == "plant" and s.uplink.security != "plaintext":
+            from appliance.uplink.client.tls import UplinkTls
+
+            uplink_tls = UplinkTls(s.uplink, source=s.source)  # a missing/bad file: ConfigError now
         # Reads the manifest, claims the writer epoch, replays the WAL, before anything listens.
         self.storage = await open_storage(data_dir, s.storage)
         try:
@@ -109,7 +129,7 @@ class Appliance:
                 servers = []
                 for x in s.listeners_of("kafka"):
                     server = KafkaServer(self.broker, x.bind, name=x.name, guard=self._guard(x),
-                                         advertised_host=x.advertised_host)
+                                         advertised_host=x.advertised_host, frame_budget=self.frame_budget)
                     await services.start(server.run)
                     self.listener_ports[x.name] = server.port
                     servers.append(server)
@@ -127,7 +147,8 @@ class Appliance:
                 if s.uplink.enabled and s.node.role == "plant":
                     from appliance.uplink.forwarder import Forwarder
 
-                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics)
+                    self.uplink = Forwarder(s.uplink, self.storage.logs, self.storage.meta, self.broker.topics,
+                                            tls=uplink_tls)
                     await services.start(self.uplink.run)
                 self._write_ready_file()
                 log.info("ready", role=s.node.role, version=__version__, kafka=f"{s.kafka.listen.host}:{self.kafka.port}",
@@ -164,18 +185,41 @@ class Appliance:
         state.restore(self.mqtt, trio.current_time())
         await services.start(self.ingest.run, self.mqtt)
         if s.mqtt_out:
-            self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt)
+            self.egress = KafkaToMqtt(s.mqtt_out, self.broker, self.mqtt, meta=self.storage.meta,
+                                      commit_interval=s.ingest.mqtt_out_commit_interval,
+                                      commit_records=s.ingest.mqtt_out_commit_records)
             await services.start(self.egress.run)
+        if s.sparkplug.host_id:
+            await self._publish_host_state(online=True)
         for i, x in enumerate(s.listeners_of("mqtt")):
-            bound = await services.start(partial(serve_mqtt, self.mqtt, x.bind, stop=self.stopping,
-                                                 grace=s.node.shutdown_grace, guard=self._guard(x), tick=i == 0))
+            done = trio.Event()
+            self._mqtt_done.append(done)
+            bound = await services.start(partial(_serve_then_set, done, serve_mqtt, self.mqtt, x.bind,
+                                                 stop=self._mqtt_stop, grace=s.node.shutdown_grace,
+                                                 guard=self._guard(x), tick=i == 0,
+                                                 frame_budget=self.frame_budget,
+                                                 frame_timeout=s.limits.frame_timeout))
             self.listener_ports[x.name] = bound.port
             if i == 0:
                 self.mqtt_port = bound.port
         if s.bridge.upstream is not None:
             from appliance.ingest.bridge.runner import run_bridge
 
-            services.start_soon(run_bridge, s.bridge, self.mqtt, self.stopping)
+            services.start_soon(partial(run_bridge, s.bridge, self.mqtt, self.stopping, meta=self.storage.meta,
+                                        host_id=s.sparkplug.host_id))
+
+    async def _publish_host_state(self, *, online: bool) -> None:
+        """Sparkplug host STATE, retained in our own broker (broker mode; see sparkplug/host_state.py)."""
+        from appliance.ingest.sparkplug.host_state import publish_local_state
+
+        host_id = self.settings.sparkplug.host_id
+        if online:
+            self.host_born_at = time.time_ns() // 1_000_000
+        assert self.host_born_at is not None
+        waiter = publish_local_state(self.mqtt, host_id, online, self.host_born_at, trio.current_time())
+        if waiter is not None:
+            await waiter  # the retained message is in the persisted broker state
+        log.info("sparkplug_host_state", host_id=host_id, online=online, timestamp=self.host_born_at)
 
     def _guard(self, x: Any) -> Any:
         """The security side of one listener: name, zone, TLS context source, authorizer."""
@@ -217,12 +261,29 @@ class Appliance:
         grace = self.settings.node.shutdown_grace
         log.info("draining", grace_s=grace)
         self.broker.draining.set()
-        with trio.move_on_after(grace) as scope:
-            await self.kafka.drain()
-            while self.kafka.connections:
-                await trio.sleep(0.02)
-        if scope.cancelled_caught:
-            log.warning("drain_deadline_passed", open_connections=self.kafka.connections)
+        async with trio.open_nursery() as drains:  # Kafka and MQTT drain side by side
+            if self.mqtt is not None:
+                drains.start_soon(self._drain_mqtt, grace)
+            with trio.move_on_after(grace) as scope:
+                await self.kafka.drain()
+                while self.kafka.connections:
+                    await trio.sleep(0.02)
+            if scope.cancelled_caught:
+                log.warning("drain_deadline_passed", open_connections=self.kafka.connections)
+
+    async def _drain_mqtt(self, grace: float) -> None:
+        """Egress first (stop publishing, wait for subscribers' acks, commit positions), then the
+        host's death certificate, then the MQTT listeners (DISCONNECT, sessions flushed)."""
+        deadline = trio.current_time() + grace
+        if self.egress is not None:
+            await self.egress.stop(deadline)
+        if self.host_born_at is not None:
+            with trio.move_on_at(deadline + 1.0):
+                await self._publish_host_state(online=False)
+        self._mqtt_stop.set()
+        with trio.move_on_at(deadline + grace + 2.0):
+            for done in self._mqtt_done:
+                await done.wait()
 
     @property
     def _ready_path(self):
@@ -244,17 +305,31 @@ class Appliance:
             pass
 
 
+async def _serve_then_set(done: trio.Event, serve: Any, *args: Any, task_status: Any = trio.TASK_STATUS_IGNORED,
+                          **kwargs: Any) -> None:
+    try:
+        await serve(*args, task_status=task_status, **kwargs)
+    finally:
+        done.set()
+
+
 def _retention_policies(broker: Any, uplink: Any = None) -> dict[int, Any]:
     """Per-stream retention from the topics' configs (storage never imports the broker), held back
     below what the uplink has not forwarded yet unless `[uplink] hold_unforwarded = false`."""
+    from appliance.storage.key_compaction import CompactionPolicy
     from appliance.storage.tier import RetentionPolicy
 
     floors = uplink.retention_floors() if uplink is not None else {}
     out = {}
     for topic in broker.topics.all():
-        ms, size = int(topic.config("retention.ms")), int(topic.config("retention.bytes"))
+        # cleanup.policy=compact alone: retention.ms/bytes do not delete (as in Kafka)
+        ms = int(topic.config("retention.ms")) if topic.deletes else -1
+        size = int(topic.config("retention.bytes")) if topic.deletes else -1
+        compaction = CompactionPolicy(int(topic.config("delete.retention.ms")),
+                                      int(topic.config("min.compaction.lag.ms")),
+                                      float(topic.config("min.cleanable.dirty.ratio"))) if topic.compacted else None
         for sid in topic.streams:
-            out[sid] = RetentionPolicy(ms, size, floors.get(sid))
+            out[sid] = RetentionPolicy(ms, size, floors.get(sid), compaction)
     return out
 
 
@@ -318,6 +393,10 @@ def run_appliance(settings: Settings) -> int:
 
         st = settings.storage
         check_object_store_url(st.object_store, access_key=st.s3_access_key, secret_key=st.s3_secret_key)
+    if settings.uplink.enabled and settings.node.role == "plant" and settings.uplink.security != "plaintext":
+        from appliance.uplink.client.tls import UplinkTls
+
+        UplinkTls(settings.uplink, source=settings.source)  # a missing or bad file is a config error, said at once
     try:
         trio.run(_serve, settings)
     except BaseException as e:  # noqa: BLE001 - turn start-up failures into one clear line

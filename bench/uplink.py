@@ -1,6 +1,9 @@
 """Uplink benchmark: a plant and a cloud appliance process on loopback (run by hand).
 
     .venv/bin/python bench/uplink.py [--backlog-mb 32] [--value-size 1024] [--partitions 3]
+    .venv/bin/python bench/uplink.py --mode mqtt [--small-batches 20000] [--latency-rate 200]
+
+--mode kafka (default):
 
 1. Healthy link: records produced to the plant (librdkafka, acks=all) at a steady rate, each
    carrying its send time; a consumer on the cloud topic measures the end-to-end latency
@@ -11,6 +14,15 @@
    catch-up rate / ingest rate (target >= 5x), plus the ratio against a nominal plant rate.
 Exactly-once is checked at the end by the cloud's record count. Loopback only; every loop is
 bounded in count and time.
+
+--mode mqtt (the MQTT ingest path, whose batches are small when messages trickle in):
+1. Healthy link: an MQTT client publishes (QoS 1) at a steady rate to the plant, whose [[mqtt_map]]
+   maps it to a forwarded topic; a consumer on the cloud topic measures plant MQTT publish ->
+   cloud consumer latency, p50/p99.
+2. Small-batch backlog: during an outage --small-batches records are produced as one-record
+   batches (librdkafka batch.num.messages=1, as a trickle of MQTT messages is stored); after the
+   cloud returns: catch-up time and records/s, the plant's CPU seconds during the catch-up, and the
+   cloud's Kafka requests per 1000 records forwarded (how well the uplink merges small batches).
 """
 
 from __future__ import annotations
@@ -92,6 +104,137 @@ def build_backlog(plant: ApplianceProcess, total_bytes: int, value_size: int, pa
     return n, time.perf_counter() - start
 
 
+MQTT_TOPIC = "bench.mqtt"
+MQTT_CLOUD_TOPIC = "site1.bench.mqtt"
+
+
+def mqtt_latency_run(plant: ApplianceProcess, cloud: ApplianceProcess, count: int, rate: float) -> list[float]:
+    import paho.mqtt.client as mqtt
+
+    c = Consumer({"bootstrap.servers": cloud.bootstrap, "group.id": f"lat-{uuid.uuid4()}",
+                  "auto.offset.reset": "latest", "fetch.wait.max.ms": 10, "enable.auto.commit": False})
+    c.subscribe([MQTT_CLOUD_TOPIC])
+    deadline = time.monotonic() + 10
+    while not c.assignment() and time.monotonic() < deadline:
+        c.poll(0.1)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv311)
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", plant.mqtt_port)
+    pub.loop_start()
+    lat: list[float] = []
+    warmup = int(rate)
+    interval = 1 / rate
+    start = time.monotonic()
+    try:
+        for i in range(count + warmup):
+            target = start + i * interval
+            while time.monotonic() < target:
+                msg = c.poll(min(0.002, max(target - time.monotonic(), 0)))
+                if msg is not None and msg.error() is None:
+                    _record(lat, msg.value(), warmup)
+            pub.publish(f"bench/line1/m{i % 7}", struct.pack(">di", time.time(), i) + b"x" * 100, qos=1)
+        deadline = time.monotonic() + 15
+        while len(lat) < count and time.monotonic() < deadline:
+            msg = c.poll(0.05)
+            if msg is not None and msg.error() is None:
+                _record(lat, msg.value(), warmup)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        c.close()
+    return lat
+
+
+def small_batch_backlog(plant: ApplianceProcess, topic: str, n: int, partitions: int) -> float:
+    """n one-record batches (librdkafka batch.num.messages=1); returns seconds taken."""
+    p = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 0, "batch.num.messages": 1})
+    start = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, value=b"v%09d" % i + b"x" * 90, partition=i % partitions)
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 200 == 0:
+            p.poll(0)
+    assert p.flush(300) == 0
+    return time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kafka_requests(app: ApplianceProcess) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app.admin_url}/api/v1/status", timeout=10) as r:
+        return json.loads(r.read())["kafka"]["requests_total"]
+
+
+def mqtt_main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-mqtt-"))
+    cloud = ApplianceProcess(work / "cloud", role="cloud").start()
+    extra = {} if args.merge_bytes is None else {"merge_bytes": args.merge_bytes}
+    cfg = plant_config(work / "plant.toml", cloud.bootstrap, [{"prefix": "bench."}], site="site1",
+                       reconnect_backoff="50ms", reconnect_backoff_max="250ms", **extra)
+    with open(cfg, "a") as fh:
+        fh.write(f'[kafka]\nnum_partitions = {args.partitions}\n'
+                 '[[mqtt_map]]\nfilter = "bench/#"\nkafka_topic = "bench.mqtt"\nkey = "{#}"\n')
+    plant = ApplianceProcess(work / "plant", config=cfg).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": plant.bootstrap})
+        admin.create_topics([NewTopic(MQTT_TOPIC, num_partitions=args.partitions, replication_factor=1)])[MQTT_TOPIC].result(10)
+        warm = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all"})
+        for i in range(args.partitions):
+            warm.produce(MQTT_TOPIC, value=struct.pack(">di", 0, -1), partition=i)
+        warm.flush(10)
+        deadline = time.monotonic() + 20
+        while sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions)) < args.partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+        base = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
+        lat = sorted(mqtt_latency_run(plant, cloud, args.latency_count, args.latency_rate))
+        print(f"healthy link, MQTT QoS 1 at {args.latency_rate:g}/s: {len(lat)}/{args.latency_count} records, "
+              f"plant MQTT publish -> cloud consumer p50 {statistics.median(lat) * 1000:.1f} ms, "
+              f"p99 {lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms")
+        time.sleep(1)
+        before = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
+        cloud.stop()
+        n = args.small_batches
+        took = small_batch_backlog(plant, MQTT_TOPIC, n, args.partitions)
+        print(f"outage: {n} one-record batches taken by the plant in {took:.1f} s")
+        cloud.start()
+        req0, cpu0 = kafka_requests(cloud), cpu_seconds(plant.proc.pid)
+        start = time.perf_counter()
+        expected = before + n
+        got = 0
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            got = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
+            if got >= expected:
+                break
+            time.sleep(0.05)
+        catchup_s = time.perf_counter() - start
+        cpu = cpu_seconds(plant.proc.pid) - cpu0
+        reqs = kafka_requests(cloud) - req0
+        time.sleep(1.0)
+        final = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
+        print(f"small-batch catch-up: {got - before}/{n} records in {catchup_s:.2f} s = {n / catchup_s:,.0f} records/s; "
+              f"plant CPU {cpu:.2f} s ({cpu / n * 1e6:.0f} us/record); cloud Kafka requests {reqs} "
+              f"({reqs / n * 1000:.1f} per 1000 records, incl. the test's own watermark polls)")
+        sent = args.latency_count + int(args.latency_rate) + n
+        print(f"exactly once: cloud holds {final - base} records after the warm-up, sent {sent} -> "
+              f"{'OK' if final - base == sent else 'MISMATCH'}")
+        print(f"load average: {os.getloadavg()[0]:.1f}")
+    finally:
+        plant.kill()
+        cloud.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backlog-mb", type=float, default=32)
@@ -101,7 +244,12 @@ def main() -> None:
     ap.add_argument("--latency-rate", type=float, default=200, help="records/s during the latency run")
     ap.add_argument("--nominal-ingest-mbps", type=float, default=1.0, help="a plant's steady ingest, for the ratio")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--mode", choices=("kafka", "mqtt"), default="kafka")
+    ap.add_argument("--small-batches", type=int, default=20000, help="--mode mqtt: one-record batches in the backlog")
+    ap.add_argument("--merge-bytes", type=int, default=None, help="--mode mqtt: [uplink] merge_bytes (0: no merging)")
     args = ap.parse_args()
+    if args.mode == "mqtt":
+        return mqtt_main(args)
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-"))
     cloud = ApplianceProcess(work / "cloud", role="cloud").start()
     cfg = plant_config(work / "plant.toml", cloud.bootstrap, [{"prefix": "bench."}], site="site1",

@@ -39,3 +39,33 @@ def test_config_check_accepts_it(path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"{path}: OK\n")
     assert "[node]" in res.stdout and "[kafka]" in res.stdout
+
+
+def test_zoned_cloud_lets_each_plant_uplink_deliver_only_its_own_topics():
+    """cloud-zones.toml + rules-cloud.toml receive plant-zones.toml's uplink: mTLS in zone `uplink`,
+    allowed to describe/create/produce what the plant forwards, nothing else."""
+    from appliance.security.pki import Identity
+    from appliance.security.rules import decide, load_rules
+
+    cloud = load_settings(ROOT / "site-configs" / "cloud-zones.toml")
+    plant = load_settings(ROOT / "site-configs" / "plant-zones.toml")
+    (listener,) = [x for x in cloud.listeners if x.zone == "uplink"]
+    assert listener.protocol == "kafka" and listener.security == "mtls"
+    up = plant.uplink
+    assert up.enabled and up.security == "mtls" and up.cert_file and up.key_file and up.ca_file
+    assert up.bootstrap == (f"{listener.advertised_host}:{listener.bind.port}",)
+    rules = load_rules(ROOT / "site-configs" / "rules-cloud.toml")
+    me = Identity("uplink", up.site)  # the certificate's id is the plant's site id
+    forwarded = [r.cloud.format(site=up.site, topic="uns.acme.plant1.alarms.press-7") for r in up.forward]
+    for topic in forwarded:
+        for op in ("produce", "create_topic", "describe"):
+            assert decide(rules, me, None, listener.name, op, topic).allowed, (op, topic)
+        assert not decide(rules, me, None, listener.name, "consume", topic).allowed
+        assert not decide(rules, me, None, listener.name, "delete_topic", topic).allowed
+    other = Identity("uplink", "plant2")
+    assert not decide(rules, other, None, listener.name, "produce", forwarded[0]).allowed
+    assert not decide(rules, me, None, listener.name, "produce", "plant2.uns.acme.plant2.x").allowed
+    assert not decide(rules, me, None, "kafka-it", "produce", forwarded[0]).allowed
+    it = Identity("it", "bi-1")
+    assert decide(rules, it, None, "kafka-it", "consume", forwarded[0]).allowed
+    assert not decide(rules, it, None, "kafka-it", "produce", forwarded[0]).allowed

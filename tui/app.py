@@ -1,6 +1,7 @@
 """The Millstream operator console: `millstream tui [--connect URL]`.
 
-One Textual app with six tabs (Overview, Topics, Groups, Clients, Uplink, Logs) and a topic screen
+One Textual app with eight tabs (Overview, Topics, Groups, Clients, Uplink, Security, Logs, Cost; the
+labels carry their number keys, "1 Overview", and fit an 80-column terminal) and a topic screen
 with a live tail. It polls the admin API once per `refresh_interval` (1 s by default) in a worker,
 never more than one poll in flight, and asks only for what the visible tab shows (status and
 storage always: the rates need every sample; log lines incrementally, after the last one seen), so
@@ -16,6 +17,7 @@ import os
 import signal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -23,12 +25,14 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 
-from appliance.admin.client import AdminAPIError, AsyncAdminClient
+from appliance.admin.client import AdminAPIError, AdminUnavailable, AsyncAdminClient
 from appliance.admin.models import UplinkStatus, human_duration_ms
 from tui.clients import ClientsPane
+from tui.cost import CostPane
 from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
 from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
+from tui.security import SecurityPane
 from tui.source import AdminSource
 from tui.tail import TopicScreen
 from tui.uplink import UplinkPane
@@ -47,15 +51,17 @@ def load_css() -> str:
 class MillstreamApp(App[None]):
     TITLE = "Millstream"
     CSS = load_css()
-    # The tab keys show in the tab labels ("Topics [2]"), so the footer keeps its room for what
-    # the visible tab can do.
+    # The tab keys show in the tab labels ("2 Topics"), so the footer keeps its room for what
+    # the visible tab can do; the tab bar fits 80 columns.
     BINDINGS = [
         Binding("1", "show_tab('overview')", "Overview", show=False),
         Binding("2", "show_tab('topics')", "Topics", show=False),
         Binding("3", "show_tab('groups')", "Groups", show=False),
         Binding("4", "show_tab('clients')", "Clients", show=False),
         Binding("5", "show_tab('uplink')", "Uplink", show=False),
-        Binding("6", "show_tab('logs')", "Logs", show=False),
+        Binding("6", "show_tab('security')", "Security", show=False),
+        Binding("7", "show_tab('logs')", "Logs", show=False),
+        Binding("8", "show_tab('cost')", "Cost", show=False),
         Binding("t", "open_topic", "Tail"),
         Binding("c", "create_topic", "Create"),
         Binding("r", "alter_retention", "Retention"),
@@ -81,19 +87,23 @@ class MillstreamApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        with TabbedContent(initial="overview"):
-            with TabPane("Overview [1]", id="overview"):
+        with TabbedContent(initial="overview", id="tabs"):
+            with TabPane("1 Overview", id="overview"):
                 yield OverviewPane()
-            with TabPane("Topics [2]", id="topics"):
+            with TabPane("2 Topics", id="topics"):
                 yield TopicsPane()
-            with TabPane("Groups [3]", id="groups"):
+            with TabPane("3 Groups", id="groups"):
                 yield GroupsPane()
-            with TabPane("Clients [4]", id="clients"):
+            with TabPane("4 Clients", id="clients"):
                 yield ClientsPane()
-            with TabPane("Uplink [5]", id="uplink"):
+            with TabPane("5 Uplink", id="uplink"):
                 yield UplinkPane()
-            with TabPane("Logs [6]", id="logs"):
+            with TabPane("6 Security", id="security"):
+                yield SecurityPane()
+            with TabPane("7 Logs", id="logs"):
                 yield LogsPane()
+            with TabPane("8 Cost", id="cost"):
+                yield CostPane()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -108,7 +118,7 @@ class MillstreamApp(App[None]):
 
     @property
     def tab(self) -> str:
-        return self.query_one(TabbedContent).active
+        return self.query_one("#tabs", TabbedContent).active
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in TAB_ACTIONS:
@@ -120,14 +130,16 @@ class MillstreamApp(App[None]):
             return u.paused if action == "resume_uplink" else not u.paused
         return True
 
-    @on(TabbedContent.TabActivated)
+    @on(TabbedContent.TabActivated, "#tabs")
     def _tab_changed(self) -> None:
         self.refresh_bindings()
         # Keyboard-first: the arrow keys move in the tab's main table straight away.
         main_table = {"topics": "#topics-table", "groups": "#groups-table", "clients": "#mqtt-table",
-                      "uplink": "#uplink-table", "logs": "#log-lines"}.get(self.tab)
+                      "uplink": "#uplink-table", "logs": "#log-lines", "cost": "CostPane"}.get(self.tab)
         if main_table:
             self.query_one(main_table).focus()
+        elif self.tab == "security":
+            self.query_one(SecurityPane).main_table().focus()
         self.poll()  # show the new tab's data now, not up to a second later
 
     @on(DataTable.RowSelected, "#topics-table")
@@ -141,7 +153,11 @@ class MillstreamApp(App[None]):
         yield SystemCommand("Groups", "Consumer groups and lag", lambda: self.action_show_tab("groups"))
         yield SystemCommand("Clients", "MQTT sessions and Kafka connections", lambda: self.action_show_tab("clients"))
         yield SystemCommand("Uplink", "Link state and backlog per topic", lambda: self.action_show_tab("uplink"))
+        yield SystemCommand("Security", "Zones and conduits, denials, certificates",
+                            lambda: self.action_show_tab("security"))
         yield SystemCommand("Logs", "Recent log lines of the appliance", lambda: self.action_show_tab("logs"))
+        yield SystemCommand("Cost", "Inventory findings; monthly cost, broker-attached vs object storage",
+                            lambda: self.action_show_tab("cost"))
         yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
         yield SystemCommand("Tail topic", "Live records of the selected topic; replay from an offset or time",
                             self._palette_tail)
@@ -186,8 +202,18 @@ class MillstreamApp(App[None]):
             groups = await self.source.groups() if tab == "groups" else None
             clients = await self.source.clients() if tab == "clients" else None
             uplink = await self.source.uplink() if tab == "uplink" else None
+            security = certs = security_error = None
+            if tab == "security":
+                try:
+                    security = await self.source.security()
+                    certs = await self.source.certificates()
+                except AdminAPIError as e:
+                    if isinstance(e, AdminUnavailable):
+                        raise
+                    security_error = e.message  # e.g. 409: no security on this node; the rest still shows
             logs_pane = self.query_one(LogsPane)
             logs = await self.source.logs(after=logs_pane.last_seq) if tab == "logs" else None
+            cost = (await self.source.cost(), await self.source.inventory()) if tab == "cost" else None
         except AdminAPIError as e:
             self._set_connected(False, e.message)
             return
@@ -208,8 +234,14 @@ class MillstreamApp(App[None]):
             self.query_one(ClientsPane).show(clients)
         if uplink is not None:
             self._show_uplink(uplink)
+        if security is not None:
+            self.query_one(SecurityPane).show(security, certs)
+        elif security_error is not None:
+            self.query_one(SecurityPane).unavailable(security_error)
         if logs is not None:
             logs_pane.add(logs.lines, logs.last_seq)
+        if cost is not None:
+            self.query_one(CostPane).show(*cost)
 
     def _show_uplink(self, uplink: UplinkStatus) -> None:
         changed = self.uplink_status is None or (self.uplink_status.enabled, self.uplink_status.paused) != (
@@ -231,7 +263,7 @@ class MillstreamApp(App[None]):
     # --- actions ---------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        self.query_one("#tabs", TabbedContent).active = tab
 
     def action_refresh_now(self) -> None:
         self.poll()
@@ -328,18 +360,24 @@ class MillstreamApp(App[None]):
             self.notify(f"deleted topic {name}", title="topics")
 
     async def _do(self, what: str, call) -> bool:
+        ok, _ = await self.attempt(what, call)
+        return ok
+
+    async def attempt(self, what: str, call) -> tuple[bool, Any]:
+        """Await an admin call; (True, its result) and a fresh poll, or (False, None) after a
+        notification saying why (never a traceback)."""
         try:
-            await call
+            result = await call
         except AdminAPIError as e:
             self.notify(e.message, title=f"could not {what}", severity="error", timeout=8)
-            return False
+            return False, None
         except Exception as e:  # noqa: BLE001 - a notification, never a traceback
             log.exception("action_failed what=%s", what)
             self.notify(f"{type(e).__name__}: {e}", title=f"could not {what}", severity="error", timeout=8)
-            return False
+            return False, None
         log.info("action_done what=%s", what)
         await self.poll_now()
-        return True
+        return True, result
 
     async def action_quit(self) -> None:
         self.exit()

@@ -13,6 +13,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Sparkline, Static
 
 from appliance.admin.models import (
+    Alert,
     GroupInfo,
     Status,
     StorageInfo,
@@ -109,6 +110,7 @@ class Rates:
 
 class OverviewPane(Vertical):
     def compose(self) -> ComposeResult:
+        yield Static("", id="warnings")  # first: what needs the operator comes before the figures
         with Horizontal(id="overview-top"):
             yield Static("connecting...", id="node", classes="panel")
             yield Static("", id="storage", classes="panel")
@@ -117,7 +119,6 @@ class OverviewPane(Vertical):
             yield Sparkline([], id="records-spark")
             yield Static("bytes in", id="bytes-label", classes="rate-label")
             yield Sparkline([], id="bytes-spark")
-        yield Static("", id="warnings", classes="panel")
 
     def show(self, st: Status, storage: StorageInfo, rates: Rates) -> None:
         listeners = "\n".join(f"{listener.name} {listener.address}" for listener in st.listeners)
@@ -150,12 +151,22 @@ class OverviewPane(Vertical):
         self.query_one("#records-spark", Sparkline).data = [0.0, *rates.series("records_total")]
         self.query_one("#bytes-spark", Sparkline).data = [0.0, *rates.series("stored_bytes")]
         warnings = self.query_one("#warnings", Static)
-        if st.warnings:
-            warnings.update("\n".join(f"[b yellow]![/] {w}" for w in st.warnings))
+        alerts = st.alerts or [Alert("", "warning", w) for w in st.warnings]  # an older appliance: text only
+        if alerts:
+            text = Text()
+            for i, a in enumerate(alerts):
+                critical = a.severity == "critical"
+                text.append("\n" if i else "")
+                text.append("\u2716 " if critical else "! ", style="bold red" if critical else "bold yellow")
+                text.append(a.message, style="red" if critical else "")
+            warnings.update(text)
             warnings.add_class("has-warnings")
+            warnings.set_class(any(a.severity == "critical" for a in alerts), "has-critical")
+            warnings.border_title = f"{len(alerts)} warning{'s' if len(alerts) != 1 else ''}"
         else:
-            warnings.update("[green]no warnings[/]")
-            warnings.remove_class("has-warnings")
+            warnings.update("[green]\u2714 no warnings[/]")
+            warnings.remove_class("has-warnings", "has-critical")
+            warnings.border_title = None
 
 
 # --- Topics --------------------------------------------------------------------------------------

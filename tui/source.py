@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from appliance.admin.models import (
+    Certificates,
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
+    IssuedCertificate,
     LogLines,
+    Revocation,
+    RulesReload,
+    SecurityStatus,
     Status,
     StorageInfo,
     TailResult,
@@ -51,5 +58,20 @@ class AdminSource(Protocol):
     async def pause_uplink(self) -> UplinkStatus: ...
 
     async def resume_uplink(self) -> UplinkStatus: ...
+
+    async def security(self) -> SecurityStatus: ...
+
+    async def certificates(self) -> Certificates: ...
+
+    async def issue_certificate(self, zone: str, id: str, *, days: int = 365,
+                                kind: str = "client") -> IssuedCertificate: ...
+
+    async def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation: ...
+
+    async def reload_rules(self) -> RulesReload: ...
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport: ...
+
+    async def inventory(self) -> InventoryReport: ...
 
     async def close(self) -> None: ...

@@ -20,10 +20,19 @@ from typing import Any
 
 from appliance.admin.models import (
     API_PREFIX,
+    Alert,
+    Certificates,
     Clients,
+    CostReport,
     GroupInfo,
+    InventoryReport,
+    IssuedCertificate,
+    LiveMeasurements,
     LogLines,
     MetricFamily,
+    Revocation,
+    RulesReload,
+    SecurityStatus,
     Status,
     StorageInfo,
     TailResult,
@@ -199,6 +208,27 @@ class AdminClient:
     def mqtt(self) -> dict[str, Any]:
         return self._json("GET", "/mqtt")
 
+    def warnings(self) -> list[Alert]:
+        return self._model(list[Alert], self._json("GET", "/warnings")["warnings"])
+
+    def security(self) -> SecurityStatus:
+        return self._model(SecurityStatus, self._json("GET", "/security"))
+
+    def certificates(self) -> Certificates:
+        return self._model(Certificates, self._json("GET", "/certificates"))
+
+    def measurements(self) -> LiveMeasurements:
+        return self._model(LiveMeasurements, self._json("GET", "/measurements"))
+
+    def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        """The live workload priced on both designs; `scale` and `retention` ("7d", or seconds) project it."""
+        params = {k: v for k, v in (("scale", scale), ("retention", retention)) if v is not None}
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self._model(CostReport, self._json("GET", "/cost" + query))
+
+    def inventory(self) -> InventoryReport:
+        return self._model(InventoryReport, self._json("GET", "/inventory"))
+
     def metrics_text(self) -> str:
         status, payload, _ = self.request("GET", "/metrics")
         if status != 200:
@@ -226,6 +256,17 @@ class AdminClient:
 
     def pause_uplink(self) -> UplinkStatus:
         return self._model(UplinkStatus, self._json("POST", "/uplink/pause"))
+
+    def issue_certificate(self, zone: str, id: str, *, days: int = 365, kind: str = "client") -> IssuedCertificate:
+        """A new certificate for (zone, id), written on the appliance's host (`cert_path`, `key_path`)."""
+        body = {"zone": zone, "id": id, "days": days, "kind": kind}
+        return self._model(IssuedCertificate, self._json("POST", "/certificates", body))
+
+    def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation:
+        return self._model(Revocation, self._json("POST", "/certificates/revoke", {"serial": serial, "reason": reason}))
+
+    def reload_rules(self) -> RulesReload:
+        return self._model(RulesReload, self._json("POST", "/rules/reload", {}))
 
     def resume_uplink(self) -> UplinkStatus:
         return self._model(UplinkStatus, self._json("POST", "/uplink/resume"))
@@ -294,8 +335,35 @@ class AsyncAdminClient:
     async def uplink(self) -> UplinkStatus:
         return await self._call("uplink")
 
+    async def measurements(self) -> LiveMeasurements:
+        return await self._call("measurements")
+
+    async def cost(self, *, scale: float | None = None, retention: str | float | None = None) -> CostReport:
+        return await self._call("cost", scale=scale, retention=retention)
+
+    async def inventory(self) -> InventoryReport:
+        return await self._call("inventory")
+
     async def pause_uplink(self) -> UplinkStatus:
         return await self._call("pause_uplink")
 
     async def resume_uplink(self) -> UplinkStatus:
         return await self._call("resume_uplink")
+
+    async def warnings(self) -> list[Alert]:
+        return await self._call("warnings")
+
+    async def security(self) -> SecurityStatus:
+        return await self._call("security")
+
+    async def certificates(self) -> Certificates:
+        return await self._call("certificates")
+
+    async def issue_certificate(self, zone: str, id: str, *, days: int = 365, kind: str = "client") -> IssuedCertificate:
+        return await self._call("issue_certificate", zone, id, days=days, kind=kind)
+
+    async def revoke_certificate(self, serial: str, reason: str = "unspecified") -> Revocation:
+        return await self._call("revoke_certificate", serial, reason)
+
+    async def reload_rules(self) -> RulesReload:
+        return await self._call("reload_rules")

@@ -35,6 +35,21 @@ class KafkaCounters:
     errors_total: int = 0
 
 
+# What a warning is about; `millstream_warnings{kind=...}` has one sample per kind (0 when clear).
+WARNING_KINDS = ("certificate_expiring", "certificate_expired", "pki", "object_store", "storage", "disk_budget",
+                 "uplink", "rules", "inventory", "draining")
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One current warning, computed from live state each time status is asked for."""
+
+    kind: str  # one of WARNING_KINDS
+    severity: str  # "warning" or "critical"
+    message: str  # one line for people
+    subject: str = ""  # what it is about: an identity "zone/id", a topic, the object store URL
+
+
 @dataclass(frozen=True)
 class Status:
     role: str
@@ -51,6 +66,7 @@ class Status:
     stored_bytes: int  # bytes of retained batches, all partitions
     kafka: KafkaCounters
     draining: bool = False
+    alerts: list[Alert] = field(default_factory=list)  # `warnings` with kind and severity
 
 
 @dataclass(frozen=True)
@@ -282,6 +298,263 @@ class UplinkStatus:
     lost_records: int = 0
     bandwidth_cap: int = 0  # bytes/s, 0: no cap
     topics: dict[str, UplinkTopic] = field(default_factory=dict)
+    security: str = "plaintext"  # plaintext, tls or mtls
+    tls_error: str | None = None  # short reason of the last TLS refusal, e.g. peer_refused:certificate_revoked
+    connect_failures: int = 0  # consecutive failed connection attempts
+
+
+# --- measurements, cost and inventory (GET /api/v1/measurements, /cost, /inventory) --------------
+
+
+@dataclass(frozen=True)
+class TopicMeasurementInfo:
+    """One topic's live figures; the same keys `millstream cost --measurements FILE` reads."""
+
+    topic: str
+    bytes_in_per_s: float  # average over the window (Produce and MQTT ingest)
+    bytes_out_per_s: float | None = None  # average bytes returned by Fetch, all consumers
+    consumer_groups: int = 0  # groups with committed offsets on the topic
+    peak_to_average: float = 1.0  # busiest bucket's ingress over the average
+    partitions: int = 1
+    retained_bytes: int = 0  # held now, one copy
+    retention_s: float | None = None  # retention.ms / 1000; None: unlimited
+    fan_out: float = 0.0  # egress / ingress over the window
+    bytes_in_total: int | None = None  # since the appliance started
+    bytes_out_total: int | None = None
+
+
+@dataclass(frozen=True)
+class LiveMeasurements:
+    window_s: float | None  # the configured window
+    topics: list[TopicMeasurementInfo]
+    covered_s: float | None = None  # how much of the window has elapsed (less just after a start)
+    bucket_s: float | None = None  # peak resolution
+
+
+@dataclass(frozen=True)
+class CostLine:
+    category: str  # "compute", "storage", "requests", "network"
+    item: str  # "brokers", "block storage", "PUT: WAL uploads", ...
+    quantity: float
+    unit: str
+    unit_price: float
+    monthly: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DesignCostInfo:
+    design: str  # "broker_attached" | "object_storage"
+    title: str
+    brokers: int
+    total: float  # per month, in the sheet's currency
+    by_category: dict[str, float]
+    lines: list[CostLine]
+
+
+@dataclass(frozen=True)
+class CostWorkload:
+    ingress_bytes_per_s: float
+    egress_bytes_per_s: float
+    peak_ingress_bytes_per_s: float
+    peak_egress_bytes_per_s: float
+    partitions: int
+    retained_bytes: float
+    topics: int = 0
+    retention: str = ""
+
+
+@dataclass(frozen=True)
+class CostReport:
+    price_sheet: str
+    currency: str
+    workload: CostWorkload
+    designs: dict[str, DesignCostInfo]  # "broker_attached" then "object_storage"
+    assumptions: list[str]
+    projection: dict[str, float] = field(default_factory=dict)  # "scale", "retention_s" when asked
+    baseline_totals: dict[str, float] = field(default_factory=dict)  # per design, without the projection
+    measured_s: float | None = None  # seconds of live measurement behind the workload
+
+    @property
+    def broker_attached(self) -> DesignCostInfo:
+        return self.designs["broker_attached"]
+
+    @property
+    def object_storage(self) -> DesignCostInfo:
+        return self.designs["object_storage"]
+
+
+@dataclass(frozen=True)
+class InventoryFinding:
+    severity: str  # "error" | "warning" | "info"
+    stream: str  # declared topic or pattern, an undeclared topic, or "*" (the whole site)
+    rule: str  # e.g. "no-owner", "outage-retention", "unowned"
+    message: str
+
+
+@dataclass(frozen=True)
+class InventoryStream:
+    """One `[[streams]]` entry and the live topics it covers."""
+
+    topic: str  # name or glob pattern
+    placement: str
+    forwarded: bool
+    local_action: bool
+    owner: str | None = None
+    source: str = ""
+    retention_s: float | None = None
+    consumers: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)  # catalogue topics it matches
+    bytes_in_per_s: float = 0.0  # their measured ingress
+
+
+@dataclass(frozen=True)
+class InventoryReport:
+    streams: list[InventoryStream]
+    findings: list[InventoryFinding]  # errors first
+    unowned: list[str]  # topics with traffic that no stream declares
+    counts: dict[str, int]  # {"error": n, "warning": n, "info": n}
+    worst_wan_outage_s: float = 0.0
+
+
+# --- security ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZoneInfo:
+    name: str
+    sl_target: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SecurityListener:
+    name: str
+    protocol: str  # kafka, mqtt or admin
+    security: str  # plaintext, tls or mtls
+    zone: str | None = None  # plaintext/tls: the zone of every client arriving here
+
+
+@dataclass(frozen=True)
+class ConduitLink:
+    """One cell of the zones x listeners matrix: a conduit letting `zone` reach `listener`."""
+
+    zone: str
+    listener: str
+    conduit: str
+    ops: list[str]  # as written in the rules (publish, consume, ...)
+    resources: list[str]  # topic filters, topic/group patterns ("apps.*" for a prefix)
+    ids: list[str] = field(default_factory=list)  # empty: any id in the zone
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DenialRecord:
+    time: float  # epoch seconds
+    identity: str  # "zone/id" or "(anonymous)"
+    serial: str | None
+    zone: str | None
+    listener: str
+    op: str
+    resource: str
+    rule: str | None  # None: default deny
+    reason: str
+
+
+@dataclass(frozen=True)
+class DenialStats:
+    total: int = 0
+    dropped: int = 0  # counted, no longer in the recent list
+    capacity: int = 0
+    by_op: dict[str, int] = field(default_factory=dict)
+    by_listener: dict[str, int] = field(default_factory=dict)
+    by_zone: dict[str, int] = field(default_factory=dict)
+    by_rule: dict[str, int] = field(default_factory=dict)
+    recent: list[DenialRecord] = field(default_factory=list)  # newest last
+
+
+@dataclass(frozen=True)
+class HandshakeRefusal:
+    listener: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SecurityStatus:
+    authorization: str  # "on" (a rules file is enforced) or "off"
+    rules_file: str | None = None
+    rules_loaded_at: float | None = None
+    reloads: int = 0
+    reload_failures: int = 0
+    last_reload_error: str | None = None
+    allowed: int = 0
+    zones: list[ZoneInfo] = field(default_factory=list)
+    listeners: list[SecurityListener] = field(default_factory=list)
+    links: list[ConduitLink] = field(default_factory=list)
+    deny_rules: list[str] = field(default_factory=list)  # names of the explicit deny rules
+    denials: DenialStats = field(default_factory=DenialStats)
+    handshake_refusals: list[HandshakeRefusal] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rules: Any = None  # the rules summary as written (zones, conduits, denies)
+
+
+@dataclass(frozen=True)
+class Certificate:
+    serial: str
+    zone: str
+    id: str
+    identity: str  # "zone/id"
+    kind: str  # client or server
+    not_before: str  # ISO 8601 UTC
+    not_after: str
+    revoked: bool
+    status: str  # valid, expired, revoked, not_yet_valid
+    revoked_at: str | None = None
+    days_left: float | None = None  # until not_after (negative: expired)
+
+
+@dataclass(frozen=True)
+class Certificates:
+    certificates: list[Certificate]
+    warnings: list[str] = field(default_factory=list)
+    expiry_warning_days: float = 30.0  # the window `security.expiry_warning` sets
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    serial: str
+    zone: str
+    id: str
+    kind: str
+    not_after: str
+    cert_path: str  # where the files went, on the appliance's host
+    key_path: str
+    certificate_pem: str = ""
+    key_pem: str = ""
+    ca_pem: str = ""
+
+
+@dataclass(frozen=True)
+class RevokedCertificate:
+    serial: str
+    identity: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    revoked: list[RevokedCertificate]
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RulesReload:
+    reloaded: bool
+    source: str
+    zones: int
+    conduits: int
+    denies: int
 
 
 # --- requests ------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ async def _status(server: AdminServer, match: re.Match, body: Any) -> Response:
 async def _certificates(server: AdminServer, match: re.Match, body: Any) -> Response:
     sec = _security(server)
     certs = await trio.to_thread.run_sync(sec.certificates)
-    return json_response(200, {"certificates": certs, "warnings": list(sec.warnings)})
+    return json_response(200, {"certificates": certs, "warnings": list(sec.warnings),
+                               "expiry_warning_days": server.app.settings.security.expiry_warning / 86400})
 
 
 @route("POST", P + r"/certificates")

@@ -6,7 +6,8 @@ the client and the TUI (`appliance.admin.models`).
 
 Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/413/500/503):
 
-    GET    /api/v1/status             role, version, node id, uptime, listeners, health, warnings
+    GET    /api/v1/status             role, version, node id, uptime, listeners, health, warnings, alerts
+    GET    /api/v1/warnings           {"warnings": [Alert]}: current warnings with kind and severity
     GET    /api/v1/topics             {"topics": [TopicInfo]}
     POST   /api/v1/topics             CreateTopic -> 201 TopicInfo
     GET    /api/v1/topics/{name}      TopicInfo
@@ -24,7 +25,12 @@ Routes (JSON unless noted; errors are `{"error": "..."}` with 400/404/405/409/41
     POST   /api/v1/uplink/resume      forward again -> UplinkStatus
     GET    /api/v1/mqtt               MQTT broker counters
     GET    /api/v1/storage            StorageInfo
+    POST   /api/v1/storage/compact    run log compaction of every cleanup.policy=compact partition now
+                                      (whether due or not) -> {"compacted_streams": N, "storage": StorageInfo}
     GET    /api/v1/metrics            {"families": [MetricFamily]} (the figures /metrics shows)
+    GET    /api/v1/measurements       live per-topic rates (cost_routes.py; `millstream cost --admin`)
+    GET    /api/v1/cost?scale=&retention=  cost comparison of the live workload, line items, assumptions
+    GET    /api/v1/inventory          `[[streams]]`, placement findings, unowned topics
     GET    /metrics                   Prometheus text format
     GET    /healthz                   "ok" (text)
 
@@ -39,8 +45,9 @@ works. The legacy `[admin] listen` off loopback without TLS is served with a war
 
 Segmentation routes (security_routes.py):
 
-    GET    /api/v1/security           rules summary, recent denials, counters, handshake refusals
-    GET    /api/v1/certificates       serial, identity, expiry, revoked, status
+    GET    /api/v1/security           SecurityStatus: zones, listeners, conduit links (the zones x
+                                      listeners matrix), recent denials, counters, handshake refusals
+    GET    /api/v1/certificates       Certificates: serial, identity, expiry, days left, revoked, status
     POST   /api/v1/certificates       {"zone", "id", "days"?, "kind"?, "dns"?, "ips"?} -> 201, PEM cert + key
     POST   /api/v1/certificates/revoke  {"serial"} or {"id", "zone"?}, "reason"?
     POST   /api/v1/rules/reload       re-read the rules file (400 with file:line: reason if invalid)
@@ -386,18 +393,43 @@ async def _healthz(server: AdminServer, match: re.Match, body: Any) -> Response:
 
 @route("GET", r"/metrics")
 async def _metrics_text(server: AdminServer, match: re.Match, body: Any) -> Response:
-    text = prometheus.render(views.metric_families(server.app, now=server.now()))
+    text = prometheus.render(views.metric_families(server.app, now=server.now(),
+                                                   certificates=await _cert_records(server),
+                                                   monotonic=server.app.broker.monotonic()))
     return Response(200, text.encode(), prometheus.CONTENT_TYPE)
 
 
 @route("GET", P + r"/metrics")
 async def _metrics_json(server: AdminServer, match: re.Match, body: Any) -> Response:
-    return json_response(200, {"families": views.metric_families(server.app, now=server.now())})
+    return json_response(200, {"families": views.metric_families(server.app, now=server.now(),
+                                                                 certificates=await _cert_records(server),
+                                                                 monotonic=server.app.broker.monotonic())})
+
+
+async def _cert_records(server: AdminServer) -> list[Any]:
+    """The certificate inventory for the expiry warnings (a file read: in a thread, cached by stat)."""
+    sec = getattr(server.app, "security", None)
+    if sec is None or not hasattr(sec, "cert_records"):
+        return []
+    try:
+        return await trio.to_thread.run_sync(sec.cert_records)
+    except Exception as e:  # noqa: BLE001 - a broken inventory must not take the status down
+        log.warning("certificate_inventory_unreadable", error=str(e))
+        return []
 
 
 @route("GET", P + r"/status")
 async def _status(server: AdminServer, match: re.Match, body: Any) -> Response:
-    return json_response(200, views.status_view(server.app, now=server.now(), listeners=server.listeners()))
+    return json_response(200, views.status_view(server.app, now=server.now(), listeners=server.listeners(),
+                                                certificates=await _cert_records(server),
+                                                monotonic=server.app.broker.monotonic()))
+
+
+@route("GET", P + r"/warnings")
+async def _warnings(server: AdminServer, match: re.Match, body: Any) -> Response:
+    found = views.alerts(server.app, views.storage_view(server.app), now=server.now(),
+                         certificates=await _cert_records(server), monotonic=server.app.broker.monotonic())
+    return json_response(200, {"warnings": found})
 
 
 @route("GET", P + r"/storage")
@@ -465,6 +497,15 @@ async def _uplink_control(server: AdminServer, match: re.Match, body: Any) -> Re
     return json_response(200, views.uplink_view(server.app))
 
 
+@route("POST", P + r"/storage/compact")
+async def _storage_compact(server: AdminServer, match: re.Match, body: Any) -> Response:
+    tier = getattr(server.app.storage, "tier", None)
+    if tier is None:
+        raise AdminError(409, "this node has no object-storage tier")
+    n = await tier.key_compactor.run_once(force=True)
+    return json_response(200, {"compacted_streams": n, "storage": views.storage_view(server.app)})
+
+
 @route("GET", P + r"/mqtt")
 async def _mqtt(server: AdminServer, match: re.Match, body: Any) -> Response:
     return json_response(200, views.mqtt_view(server.app))
@@ -508,4 +549,4 @@ async def _logs(server: AdminServer, match: re.Match, body: Any, query: dict[str
     return json_response(200, views.logs_view(server.app, after=after, limit=500 if limit is None else limit))
 
 
-from appliance.admin import security_routes  # noqa: E402,F401  (registers its routes on the table above)
+from appliance.admin import cost_routes, security_routes  # noqa: E402,F401  (register their routes on the table above)

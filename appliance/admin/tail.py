@@ -10,14 +10,12 @@ decoded comes back as one entry with a `note` ("compressed (snappy) batch ..."),
 from __future__ import annotations
 
 import base64
-import gzip
 import itertools
-import struct
-from collections.abc import Callable
 from typing import Any
 
 from appliance.admin.models import MAX_TAIL_FIELD, RecordHeader, TailRecord, TailResult
 from appliance.errors import CorruptRecordError, OffsetOutOfRangeError, StreamNotFoundError
+from appliance.kafka.compression import CodecUnavailable, decompress
 from appliance.kafka.records import COMPRESSION_NAMES, decode_records, iter_batches_lenient, read_header
 
 DEFAULT_LIMIT = 50
@@ -25,54 +23,6 @@ MAX_LIMIT = 500
 READ_BYTES = 1 << 20  # per storage read; a tail of MAX_LIMIT small records takes one or two
 MAX_READS = 16  # bound the work of one request whatever the batches look like
 MAX_READ_RECORDS = 1 << 31  # no cut
-
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-
-
-class CodecUnavailable(Exception):
-    pass
-
-
-def _snappy(data: bytes) -> bytes:
-    try:
-        import snappy  # python-snappy: optional
-    except ImportError:
-        raise CodecUnavailable("snappy") from None
-    if data.startswith(_XERIAL_MAGIC):  # the Java client's framing: 16-byte header, then sized chunks
-        out, pos = bytearray(), 16
-        while pos + 4 <= len(data):
-            (n,) = struct.unpack_from(">i", data, pos)
-            out += snappy.uncompress(data[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-        return bytes(out)
-    return snappy.uncompress(data)
-
-
-def _lz4(data: bytes) -> bytes:
-    try:
-        import lz4.frame  # optional
-    except ImportError:
-        raise CodecUnavailable("lz4") from None
-    return lz4.frame.decompress(data)
-
-
-def _zstd(data: bytes) -> bytes:
-    try:
-        import zstandard  # optional
-    except ImportError:
-        raise CodecUnavailable("zstd") from None
-    # a streaming reader: producers do not always write the content size into the frame
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-
-
-_CODECS: dict[int, Callable[[bytes], bytes]] = {1: gzip.decompress, 2: _snappy, 3: _lz4, 4: _zstd}
-
-
-def decompress(codec: int, data: bytes) -> bytes:
-    fn = _CODECS.get(codec)
-    if fn is None:
-        raise CodecUnavailable(f"codec {codec}")
-    return fn(data)
 
 
 def _b64(data: bytes | None) -> tuple[str | None, bool]:

@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from appliance import __version__
+from appliance.admin import health
+from appliance.admin.cost_views import STATUS_FINDINGS, status_findings
 from appliance.admin.models import (
+    Alert,
     Clients,
     GroupInfo,
     GroupMember,
@@ -38,7 +41,7 @@ from appliance.admin.models import (
 from appliance.kafka.topics import TOPIC_CONFIGS, Topic
 from appliance.storage.ports import StreamInfo
 
-WAL_BUDGET_WARN_RATIO = 0.8  # warn when the WAL has used this share of its disk budget
+STORAGE_KINDS = ("object_store", "storage")  # a critical one of these makes the health "error"
 _STORAGE_FIELDS = ("wal_bytes", "wal_segments", "unuploaded_bytes", "durable_appends", "fsyncs", "last_error")
 
 
@@ -154,35 +157,57 @@ def storage_view(app: Any) -> StorageInfo:
     )
 
 
-def warnings(app: Any, storage: StorageInfo) -> list[str]:
+def cert_facts(records: Iterable[Any]) -> list[health.CertFacts]:
+    """Inventory entries (pki CertRecord or the admin API's certificate dicts) as warning inputs."""
     out = []
-    if storage.last_error:
-        out.append(f"storage error: {storage.last_error}")
-    extra = storage.extra
-    if extra.get("store_reachable") is False:
-        out.append(f"object store unreachable for {extra.get('store_outage_s', 0):.0f} s: uploads wait, the WAL "
-                   f"holds {storage.unuploaded_bytes} bytes not uploaded yet (budget {storage.wal_budget_bytes})")
-    if extra.get("corrupt_objects"):
-        out.append(f"object store: {extra['corrupt_objects']} corrupt object(s), their ranges cannot be read "
-                   f"({extra.get('corrupt_reads', 0)} reads refused); last: {extra.get('last_corruption')}")
-    budget = storage.wal_budget_bytes
-    if budget and storage.wal_bytes >= WAL_BUDGET_WARN_RATIO * budget:
-        out.append(f"WAL uses {100 * storage.wal_bytes / budget:.0f}% of its disk budget "
-                   f"({storage.wal_bytes} of {budget} bytes); producers are pushed back at 100%")
-    if app.broker.draining.is_set():
-        out.append("draining: the appliance is shutting down")
-    security = getattr(app, "security", None)
-    if security is not None:
-        out += [f"pki: {w}" for w in security.warnings]
-        if security.last_reload_error:
-            out.append(f"rules reload rejected (previous rules in force): {security.last_reload_error}")
+    for r in records:
+        get = r.get if isinstance(r, Mapping) else (lambda k, r=r: getattr(r, k))
+        out.append(health.CertFacts(str(get("serial")), str(get("zone")), str(get("id")), str(get("kind")),
+                                    str(get("not_after")), bool(get("revoked"))))
     return out
 
 
-def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Status:
+def inventory_alerts(app: Any, *, monotonic: float) -> list[Alert]:
+    """The `[[streams]]` inventory's errors and warnings against the live rates, the first
+    STATUS_FINDINGS of them and a count of the rest."""
+    findings = status_findings(app, monotonic=monotonic)
+    out = [Alert("inventory", "critical" if f.severity == "error" else "warning",
+                 f"inventory: {f.severity}: {f.stream}: {f.message}", f.stream) for f in findings[:STATUS_FINDINGS]]
+    if len(findings) > STATUS_FINDINGS:
+        out.append(Alert("inventory", "warning",
+                         f"inventory: {len(findings) - STATUS_FINDINGS} more finding(s): GET /api/v1/inventory"))
+    return out
+
+
+def alerts(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = (),
+           monotonic: float | None = None) -> list[Alert]:
+    """What needs an operator now. `certificates`: the inventory, read by the caller (file IO);
+    `monotonic`: the broker's clock, for the stream inventory against the live rates (None: skip it)."""
+    security = getattr(app, "security", None)
+    pki = [] if security is None else [
+        health.PkiFacts(w.what, w.subject, w.not_after, w.expired)
+        for w in getattr(security, "expiry", ()) if w.what in ("ca", "crl")]
+    found = health.alerts(health.Facts(
+        now=now, storage=storage, certificates=cert_facts(certificates),
+        expiry_window_s=float(app.settings.security.expiry_warning), pki=pki,
+        uplink=uplink_view(app) if getattr(app, "uplink", None) is not None else None,
+        draining=app.broker.draining.is_set(),
+        rules_reload_error=None if security is None else security.last_reload_error))
+    if monotonic is not None:
+        found += inventory_alerts(app, monotonic=monotonic)
+    return found
+
+
+def warnings(app: Any, storage: StorageInfo, *, now: float, certificates: Iterable[Any] = ()) -> list[str]:
+    return [a.message for a in alerts(app, storage, now=now, certificates=certificates)]
+
+
+def status_view(app: Any, *, now: float, listeners: Iterable[Listener], certificates: Iterable[Any] = (),
+                monotonic: float | None = None) -> Status:
     s = app.settings
     storage = storage_view(app)
-    warns = warnings(app, storage)
+    found = alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic)
+    broken = any(a.kind in STORAGE_KINDS and a.severity == "critical" for a in found)
     streams = app.broker.logs.streams()
     topics = app.broker.topics.all()
     topic_streams = [streams[sid] for t in topics for sid in t.streams if sid in streams]
@@ -194,14 +219,15 @@ def status_view(app: Any, *, now: float, listeners: Iterable[Listener]) -> Statu
         cluster_id=app.broker.cluster_id,
         uptime_s=round(max(0.0, now - app.started_at), 3),
         listeners=[*_protocol_listeners(app), *listeners],
-        health="error" if storage.last_error else ("warning" if warns else "ok"),
-        warnings=warns,
+        health="error" if broken else ("warning" if found else "ok"),
+        warnings=[a.message for a in found],
         topics=len(topics),
         partitions=sum(t.partitions for t in topics),
         records_total=sum(i.offsets.high_watermark for i in topic_streams),
         stored_bytes=storage.stored_bytes,
         kafka=KafkaCounters(kafka.connections, kafka.requests, kafka.errors),
         draining=app.broker.draining.is_set(),
+        alerts=found,
     )
 
 
@@ -301,10 +327,12 @@ def _one(name: str, type_: str, help_: str, value: float, **labels: str) -> Metr
     return MetricFamily(name, type_, help_, [MetricSample(dict(labels), float(value))])
 
 
-def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
+def metric_families(app: Any, *, now: float, certificates: Iterable[Any] = (),
+                    monotonic: float | None = None) -> list[MetricFamily]:
     """Every figure the appliance exports, named after Prometheus conventions."""
     kafka = app.kafka
     storage = storage_view(app)
+    per_kind = health.counts(alerts(app, storage, now=now, certificates=certificates, monotonic=monotonic))
     fams = [
         _one("millstream_up", "gauge", "1 while the appliance runs.", 1),
         _one("millstream_build_info", "gauge", "Version and role of this node.", 1,
@@ -328,6 +356,9 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             fams.append(_one(f"millstream_storage_{key}", "gauge", f"Storage status field {key}.", value))
 
+    fams.append(MetricFamily("millstream_warnings", "gauge",
+                             "Current warnings per kind (what `millstream status` lists); 0 when clear.",
+                             [MetricSample({"kind": k}, v) for k, v in sorted(per_kind.items())]))
     topics = app.broker.topics.all()
     streams = app.broker.logs.streams()
     hw, ls, size = [], [], []
@@ -344,6 +375,16 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_topic_partition_log_start_offset", "gauge", "First readable offset.", ls),
         MetricFamily("millstream_topic_partition_size_bytes", "gauge", "Bytes of retained record batches.", size),
     ]
+    meter = getattr(app.broker, "meter", None)
+    if meter is not None:
+        totals = meter.totals()
+        fams += [
+            MetricFamily("millstream_topic_bytes_in_total", "counter",
+                         "Bytes appended to the topic (Kafka produce and MQTT ingest).",
+                         [MetricSample({"topic": t}, v[0]) for t, v in totals.items()]),
+            MetricFamily("millstream_topic_bytes_out_total", "counter", "Bytes of the topic sent to consumers (Fetch).",
+                         [MetricSample({"topic": t}, v[1]) for t, v in totals.items()]),
+        ]
     lag, committed = [], []
     groups = groups_view(app)
     for g in groups:
@@ -359,6 +400,19 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
         MetricFamily("millstream_consumer_group_committed_offset", "gauge", "Committed offset per partition.", committed),
         MetricFamily("millstream_consumer_group_lag", "gauge", "High watermark minus committed offset.", lag),
     ]
+    budget = getattr(app, "frame_budget", None)
+    if budget is not None:
+        fams += [
+            _one("millstream_frame_budget_bytes", "gauge", "Bytes all connections may hold in request frames being received.",
+                 budget.capacity),
+            _one("millstream_frame_budget_in_use_bytes", "gauge", "Bytes reserved by large frames being received.",
+                 budget.in_use),
+            _one("millstream_frame_budget_peak_bytes", "gauge", "Most bytes ever reserved at once.", budget.peak),
+            _one("millstream_frame_budget_waiting", "gauge", "Connections waiting for room in the frame budget.",
+                 budget.waiting),
+            _one("millstream_frame_budget_waits_total", "counter", "Large frames that had to wait for room.", budget.waits),
+            _one("millstream_frame_budget_refused_total", "counter", "Frames larger than the whole budget.", budget.refused),
+        ]
     mqtt = mqtt_view(app)
     if mqtt["enabled"]:
         for key, value in sorted(mqtt["stats"].items()):
@@ -397,6 +451,12 @@ def metric_families(app: Any, *, now: float) -> list[MetricFamily]:
             _one("millstream_uplink_paused", "gauge", "1 while an operator has paused the uplink.", int(bool(uplink["paused"]))),
             _one("millstream_uplink_sent_records_total", "counter", "Records forwarded to the cloud.", uplink["sent_records"]),
             _one("millstream_uplink_sent_bytes_total", "counter", "Bytes forwarded to the cloud.", uplink["sent_bytes"]),
+            _one("millstream_uplink_connect_failures", "gauge",
+                 "Consecutive failed connection attempts to the cloud (TLS refusals included).", uplink["connect_failures"]),
+            _one("millstream_uplink_tls_refused", "gauge", "1 while the last connection attempt failed its TLS handshake.",
+                 int(uplink["tls_error"] is not None)),
+            _one("millstream_uplink_merged_batches_total", "counter",
+                 "Batches sent that merged several small stored batches.", uplink["merged_batches"]),
             MetricFamily("millstream_uplink_backlog_records", "gauge", "Records not yet forwarded, per topic.",
                          [MetricSample({"topic": t}, v["backlog_records"]) for t, v in sorted(uplink["topics"].items())]),
             MetricFamily("millstream_uplink_backlog_bytes", "gauge", "Bytes not yet forwarded, per topic.",

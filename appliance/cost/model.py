@@ -257,3 +257,20 @@ def assumptions(w: Workload, sheet: PriceSheet) -> tuple[str, ...]:
 def compare(w: Workload, sheet: PriceSheet) -> Comparison:
     return Comparison(w, sheet.sheet.name, sheet.sheet.currency,
                       (broker_attached(w, sheet), object_storage(w, sheet)), assumptions(w, sheet))
+
+
+def compare_projected(measurements: Sequence[TopicMeasurement], sheet: PriceSheet, *, scale: float | None = None,
+                      retention_s: float | None = None) -> tuple[Comparison, Comparison | None, dict[str, float]]:
+    """The comparison for the measured workload, or for its projection (scaled by `scale`, every topic
+    kept `retention_s`) together with the measured baseline. Returns (result, baseline or None,
+    projection as {"scale", "retention_s"} for what was asked). ValueError for a bad factor."""
+    base = Workload.from_measurements(measurements)
+    workload, projection = base, {}
+    if scale is not None:
+        workload = workload.scaled(scale)
+        projection["scale"] = float(scale)
+    if retention_s is not None:
+        workload = workload.with_retention(retention_s)
+        projection["retention_s"] = float(retention_s)
+    result = compare(workload, sheet)
+    return result, (compare(base, sheet) if projection else None), projection

@@ -155,7 +155,9 @@ class KafkaIngestSink:
                 by_topic.setdefault(rec.topic, []).append((i, rec))
         pendings: list[tuple[Any, list[int]]] = []
         now_ms = self._wall_ms()
+        meter = getattr(self.kafka, "meter", None)  # live per-topic rates (inventory/meter.py)
         for name, entries in by_topic.items():
+            appended = 0
             topic = self.kafka.topics.get(name)
             if topic is None:
                 try:
@@ -189,6 +191,9 @@ class KafkaIngestSink:
                     self.stats.batches += 1
                     self.stats.records_appended += len(chunk)
                     pendings.append((pending, idxs))
+                    appended += len(batch)
+            if appended and meter is not None:
+                meter.add_in(name, appended, self.kafka.monotonic())
         return pendings
 
     def _fail(self, r: _Round, entries: list[tuple[int, OutRecord]], error: StorageError) -> None:

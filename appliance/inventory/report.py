@@ -2,7 +2,8 @@
 
 Start-up hook for the runtime (one call after settings load, before listeners start):
     from appliance.inventory.report import log_findings
-    log_findings(check_settings(settings))          # measurements=None until live rates are wired
+    log_findings(check_settings(settings))          # nothing measured yet at start-up; the admin API
+                                                    # (GET /api/v1/inventory) checks against live rates
 """
 
 from __future__ import annotations

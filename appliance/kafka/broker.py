@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from appliance.config import Settings
+from appliance.inventory.meter import TrafficMeter
 from appliance.kafka.topics import TopicCatalog, TopicError
 from appliance.logs import get_logger
 from appliance.storage.ports import Storage
@@ -50,6 +51,9 @@ class Broker:
         self.groups: GroupCoordinator = GroupCoordinator(self.meta, settings.kafka, clock=monotonic,
                                                          wall_clock_ms=self.now_ms)
         self.draining = trio.Event()  # set on SIGTERM: long polls return early
+        # Bytes in (Produce, MQTT ingest) and out (Fetch) per topic, on the monotonic clock.
+        self.meter = TrafficMeter(monotonic(), window_s=settings.inventory.measurement_window,
+                                  bucket_s=settings.inventory.measurement_bucket)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -291,16 +291,115 @@ def decode_records(batch: bytes | memoryview, decompress=None) -> list[Record]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RecordSpan:
+    """Where one record sits in a (decompressed) batch body, with what compaction needs."""
+
+    offset_delta: int
+    key: bytes | None
+    tombstone: bool  # null value
+    start: int  # the record's bytes are body[start:end], length varint included
+    end: int
+
+
+def record_spans(body: bytes | memoryview, count: int) -> list[RecordSpan]:
+    """Locate the `count` records of an uncompressed (or decompressed) batch body."""
+    view = memoryview(body)
+    out: list[RecordSpan] = []
+    pos = 0
+    for _ in range(count):
+        start = pos
+        length, pos = decode_varint(view, pos)
+        end = pos + length
+        if length <= 0 or end > len(view):
+            raise CorruptRecordError("record length runs past the batch")
+        pos += 1  # attributes
+        _ts, pos = decode_varint(view, pos)
+        off_delta, pos = decode_varint(view, pos)
+        key, pos = _decode_bytes(view, pos)
+        vlen, pos = decode_varint(view, pos)
+        if pos > end:
+            raise CorruptRecordError("record fields run past its length")
+        out.append(RecordSpan(off_delta, key, vlen < 0, start, end))
+        pos = end
+    if pos != len(view):
+        raise CorruptRecordError("batch body longer than its records")
+    return out
+
+
+def batch_body(batch: bytes | memoryview, decompress=None) -> bytes:
+    """The records part of a batch, decompressed with `decompress(codec, bytes)` if needed."""
+    h = read_header(batch)
+    body = bytes(memoryview(batch)[HEADER_SIZE : h.size])
+    if h.compression:
+        if decompress is None:
+            raise CorruptRecordError(f"batch is {COMPRESSION_NAMES.get(h.compression)}-compressed")
+        body = decompress(h.compression, body)
+    return body
+
+
+def rebuild_batch(batch: bytes | memoryview, body: bytes, records_count: int,
+                  last_offset_delta: int | None = None) -> bytes:
+    """The batch with a new (already compressed) records body and count: every other header
+    field (base offset, lastOffsetDelta unless given, timestamps, producer id/epoch/sequence,
+    attributes) is kept, batchLength and the CRC-32C are recomputed. Log compaction uses it."""
+    head = bytearray(memoryview(batch)[:HEADER_SIZE])
+    struct.pack_into(">i", head, 8, HEADER_SIZE - LOG_OVERHEAD + len(body))
+    struct.pack_into(">i", head, 57, records_count)
+    if last_offset_delta is not None:
+        struct.pack_into(">i", head, 23, last_offset_delta)
+    out = head + body
+    _CRC.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
+    return bytes(out)
+
+
+def renumber_offsets(batch: bytes | memoryview, decompress, compress) -> bytes:
+    """A compacted batch (offset gaps: recordsCount < lastOffsetDelta + 1) as a producer must
+    send it: offset deltas 0..n-1, lastOffsetDelta n-1. Anything else is returned unchanged.
+    Compressed batches need `decompress(codec, bytes)` and `compress(codec, bytes)`."""
+    h = read_header(batch)
+    if h.records_count <= 0 or h.records_count == h.last_offset_delta + 1:
+        return bytes(batch)
+    body = batch_body(batch, decompress)
+    out = bytearray()
+    for i, r in enumerate(record_spans(body, h.records_count)):
+        view = memoryview(body)[r.start : r.end]
+        length, pos = decode_varint(view, 0)
+        _ts, after_ts = decode_varint(view, pos + 1)
+        _off, after_off = decode_varint(view, after_ts)
+        rec = bytes(view[pos:after_ts]) + encode_varint(i) + bytes(view[after_off:])
+        out += encode_varint(len(rec)) + rec
+    new_body = bytes(out)
+    if h.compression:
+        new_body = compress(h.compression, new_body)
+    return rebuild_batch(batch, new_body, h.records_count, h.records_count - 1)
+
+
+def has_keyless_record(batch: bytes | memoryview, decompress=None) -> bool:
+    """True if a record of the batch has a null key (a compacted topic refuses those, as Kafka
+    does). Compressed batches need `decompress(codec, bytes)`; control batches have no keys."""
+    h = read_header(batch)
+    if h.is_control:
+        return False
+    return any(r.key is None for r in record_spans(batch_body(batch, decompress), h.records_count))
+
+
 __all__ = [
     "BatchHeader",
     "Record",
+    "RecordSpan",
+    "batch_body",
     "build_batch",
     "crc32c",
     "crc32c_is_native",
     "decode_records",
+    "has_keyless_record",
     "decode_uvarint",
     "iter_batches_lenient",
     "read_header",
+    "rebuild_batch",
+    "record_spans",
+    "renumber_offsets",
     "set_base_offset",
     "split_batches",
     "stamp_log_append_time",

@@ -69,12 +69,24 @@ def _choice_check(*choices: str) -> object:
     return check
 
 
+def _ratio_check(v: str) -> str | None:
+    try:
+        x = float(v)
+    except ValueError:
+        return f"expected a number, got {v!r}"
+    return None if 0.0 <= x <= 1.0 else "must be between 0 and 1"
+
+
 TOPIC_CONFIGS: dict[str, ConfigDef] = {
     "cleanup.policy": ConfigDef("delete", "delete old data, or keep the latest record per key", _choice_check("delete", "compact")),
     "retention.ms": ConfigDef("604800000", "keep data this long (-1: forever)", _int_check(-1)),
     "retention.bytes": ConfigDef("-1", "keep at most this many bytes per partition (-1: no limit)", _int_check(-1)),
     "max.message.bytes": ConfigDef("1048588", "largest record batch accepted", _int_check(0)),
     "message.timestamp.type": ConfigDef("CreateTime", "CreateTime or LogAppendTime", _choice_check("CreateTime", "LogAppendTime")),
+    # compaction (cleanup.policy=compact): see appliance/storage/key_compaction.py
+    "delete.retention.ms": ConfigDef("86400000", "how long a compacted topic keeps tombstones (null values)", _int_check(0)),
+    "min.compaction.lag.ms": ConfigDef("0", "a record stays uncompacted at least this long", _int_check(0)),
+    "min.cleanable.dirty.ratio": ConfigDef("0.5", "share of not yet compacted data that triggers compaction", _ratio_check),
 }
 
 
@@ -95,6 +107,15 @@ class Topic:
     @property
     def log_append_time(self) -> bool:
         return self.config("message.timestamp.type") == "LogAppendTime"
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config("cleanup.policy").split(",")
+
+    @property
+    def deletes(self) -> bool:
+        """Whether retention.ms/retention.bytes apply (cleanup.policy includes delete)."""
+        return "delete" in self.config("cleanup.policy").split(",")
 
     @property
     def max_message_bytes(self) -> int:

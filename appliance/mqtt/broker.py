@@ -41,6 +41,7 @@ class MqttStats:
 
     connections_total: int = 0
     connections_current: int = 0
+    connections_refused: int = 0  # beyond a listener's max_connections
     sessions: int = 0
     messages_in: int = 0
     messages_out: int = 0
@@ -62,10 +63,10 @@ class MqttStats:
         return asdict(self)
 
 
-async def _all_of(*waiters: Awaitable[None] | None) -> None:
-    for w in waiters:
-        if w is not None:
-            await w
+async def _with_state(waiter: Awaitable[None] | None, store: MqttStateStore, generation: int) -> None:
+    if waiter is not None:
+        await waiter
+    await store.written_through(generation)  # created here, so dropping the waiter leaves nothing unawaited
 
 
 def _discard(waiter: Any) -> None:
@@ -210,7 +211,7 @@ class Broker:
         if msg.qos and store is not None and store.generation != marks:
             # Queued for an offline persistent session (or a retained change): the publisher's
             # acknowledgement also waits until that state is durable.
-            waiter = _all_of(waiter, store.written_through(store.generation))
+            waiter = _with_state(waiter, store, store.generation)
         return waiter
 
     def restore_session(self, session: SessionState) -> None:

@@ -94,6 +94,7 @@ class Limits:
     max_qos: int = 2
     topic_alias_max: int = 64  # aliases a client may define towards us
     topic_alias_out_max: int = 64  # aliases we define towards a client (capped by its own maximum)
+    max_connections: int = 4096  # open connections per listener (enforced by the transport)
 
     @classmethod
     def from_settings(cls, s: Any) -> Limits:
@@ -101,7 +102,7 @@ class Limits:
                    max_queued_messages=s.max_queued_messages, keep_alive_max=s.keep_alive_max,
                    connect_timeout=s.connect_timeout, session_expiry_max=s.session_expiry_max,
                    retain_available=s.retain_available, max_qos=s.max_qos, topic_alias_max=s.topic_alias_max,
-                   topic_alias_out_max=s.topic_alias_max)
+                   topic_alias_out_max=s.topic_alias_max, max_connections=s.max_connections)
 
 
 @dataclass(slots=True)

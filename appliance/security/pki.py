@@ -170,8 +170,12 @@ def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_time(s: str) -> datetime:
+def parse_time(s: str) -> datetime:
+    """An inventory time ("2026-11-25T21:03:35Z") as an aware UTC datetime."""
     return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+_parse_time = parse_time
 
 
 def _write_file(path: Path, data: bytes, mode: int) -> None:

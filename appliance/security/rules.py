@@ -177,6 +177,18 @@ class Rules:
     def empty() -> Rules:
         return Rules.build({}, (), (), "<no rules>")
 
+    def links(self) -> list[dict[str, Any]]:
+        """Who reaches what: one entry per (from zone, listener, conduit), in file order, for the
+        zones x listeners matrix of the admin API and the console."""
+        def text(p: Pattern) -> str:
+            return f"{p.text}*" if p.kind == "prefix" else ("*" if p.kind == "any" else p.text)
+
+        return [{"zone": z, "listener": lst, "conduit": c.name, "ops": list(c.allow),
+                 "resources": [text(p) for p in c.topics] + [f"group {text(p)}" for p in c.groups],
+                 "ids": [text(p) for p in c.ids],
+                 "limits": {k: v for k, v in asdict(c.limits).items() if v is not None}}
+                for c in self.conduits for z in c.from_zones for lst in c.to]
+
     def summary(self) -> dict[str, Any]:
         """Plain values for the admin API and the TUI."""
         def lim(x: Limits) -> dict[str, Any]:

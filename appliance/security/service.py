@@ -28,7 +28,7 @@ from typing import Any
 from appliance.config import ListenerSettings, Settings
 from appliance.errors import StartupError
 from appliance.logs import get_logger
-from appliance.security.pki import IssuedCert, Pki, PkiError
+from appliance.security.pki import CertRecord, ExpiryWarning, IssuedCert, Pki, PkiError, parse_time
 from appliance.security.rules import Authorizer, Decision, DenialAudit, Rules, RulesError, decide, load_rules
 from appliance.security.tls import ClientAuth, ServerContextSource
 
@@ -53,6 +53,8 @@ class Security:
         self.pki: Pki | None = None
         self.server_cert: IssuedCert | None = None
         self.warnings: list[str] = []
+        self.expiry: list[ExpiryWarning] = []  # what the last check_expiry found (CA, CRL, certificates)
+        self._inventory: tuple[tuple[int, int], list[CertRecord]] | None = None  # (stat key, records)
         self.refusals: Counter[tuple[str, str]] = Counter()  # (listener, reason) -> handshakes refused
         self.reloads = 0
         self.reload_failures = 0
@@ -181,6 +183,7 @@ class Security:
             log.warning("certificate_expiring", what=w.what, subject=w.subject, not_after=w.not_after,
                         expired=w.expired, serial=w.serial or "-")
         self.warnings = out
+        self.expiry = found
         return out
 
     async def run(self, *, task_status: Any = None) -> None:
@@ -193,13 +196,29 @@ class Security:
             await trio.sleep(EXPIRY_CHECK_INTERVAL)
             await trio.to_thread.run_sync(self.check_expiry)
 
+    def cert_records(self) -> list[CertRecord]:
+        """The inventory, re-read only when its file changed (the admin status asks every second,
+        and `millstream pki issue` may write it behind the running appliance's back)."""
+        if self.pki is None or not self.pki.exists():
+            return []
+        try:
+            st = self.pki.inventory_path.stat()
+        except FileNotFoundError:
+            return []
+        key = (st.st_mtime_ns, st.st_size)
+        if self._inventory is None or self._inventory[0] != key:
+            self._inventory = (key, self.pki.list())
+        return self._inventory[1]
+
     def certificates(self) -> list[dict[str, Any]]:
         if self.pki is None or not self.pki.exists():
             return []
         now = self.pki.clock()
         return [{"serial": r.serial, "zone": r.zone, "id": r.id, "identity": f"{r.zone}/{r.id}", "kind": r.kind,
                  "not_before": r.not_before, "not_after": r.not_after, "revoked": r.revoked,
-                 "revoked_at": r.revoked_at, "status": r.status(now)} for r in self.pki.list()]
+                 "revoked_at": r.revoked_at, "status": r.status(now),
+                 "days_left": round((parse_time(r.not_after) - now).total_seconds() / 86400, 2)}
+                for r in self.cert_records()]
 
     def issue(self, zone: str, id: str, *, kind: str = "client", days: int = 365, dns: Sequence[str] = (),
               ips: Sequence[str] = ()) -> IssuedCert:
@@ -228,6 +247,12 @@ class Security:
             "last_reload_error": self.last_reload_error,
             "allowed": self.authorizer.allowed if self.authorizer else 0,
             "rules": rules.summary() if rules else None,
+            "zones": [] if rules is None else [{"name": z.name, "sl_target": z.sl_target, "description": z.description}
+                                               for z in rules.zones.values()],
+            "listeners": [{"name": x.name, "protocol": x.protocol, "security": x.security, "zone": x.zone}
+                          for proto in ("kafka", "mqtt", "admin") for x in self.settings.listeners_of(proto)],
+            "links": [] if rules is None else rules.links(),
+            "deny_rules": [] if rules is None else [d.name for d in rules.denies],
             "denials": self.audit.snapshot(recent),
             "handshake_refusals": [{"listener": lst, "reason": r, "count": n}
                                    for (lst, r), n in sorted(self.refusals.items())],

@@ -75,13 +75,17 @@ def server_context(cert_file: str | Path, key_file: str | Path, ca_file: str | P
     return ctx
 
 
-def client_context(ca_file: str | Path, cert_file: str | Path | None = None, key_file: str | Path | None = None,
+def client_context(ca_file: str | Path | None, cert_file: str | Path | None = None, key_file: str | Path | None = None,
                    *, crl_file: str | Path | None = None, check_hostname: bool = True) -> ssl.SSLContext:
     """A client context (the uplink, tests): verifies the server against `ca_file` (the site CA or
-    the cloud's CA), presents our certificate if given, optionally checks the server against a CRL."""
+    the cloud's CA; None: the system's CAs, e.g. for a public Kafka service), presents our
+    certificate if given, optionally checks the server against a CRL."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _harden(ctx)
-    _load_trust(ctx, ca_file, crl_file)
+    if ca_file is None:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        _load_trust(ctx, ca_file, crl_file)
     ctx.check_hostname = check_hostname
     ctx.verify_mode = ssl.CERT_REQUIRED
     if cert_file is not None:

@@ -9,7 +9,8 @@ map with a format version:
      "objects": [[id, key, size, order, created_ms,
                   [[stream_id, base, last, bytes, max_ts], ...]], ...],  # ranges per stream
      "meta": {namespace: {key: value}},       # MetaStore contents (topics, group offsets, ...)
-     "producers": {stream_id: snapshot}}      # idempotent-producer state at each stream's end
+     "producers": {stream_id: snapshot},      # idempotent-producer state at each stream's end
+     "compaction": {stream_id: state}}        # cleanup.policy=compact progress (key_compaction.py)
 
 Fencing (SlateDB style): a node taking over the bucket/prefix first writes manifest N+1 with
 epoch = epoch(N) + 1. The older writer's next commit of N+1 then fails (the key exists) and it
@@ -99,6 +100,7 @@ class Manifest:
     objects: dict[int, ObjectEntry] = field(default_factory=dict)
     meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     producers: dict[int, Any] = field(default_factory=dict)
+    compaction: dict[int, list] = field(default_factory=dict)  # CompactionState.encode() per stream
 
     def copy(self) -> Manifest:
         return copy.deepcopy(self)
@@ -113,6 +115,7 @@ class Manifest:
                         for oid, o in sorted(self.objects.items())],
             "meta": self.meta,
             "producers": self.producers,
+            "compaction": self.compaction,
         }
         return msgpack.packb(doc, use_bin_type=True)
 
@@ -129,6 +132,7 @@ class Manifest:
                      for oid, key, size, order, created, ranges in doc["objects"]},
             meta=doc.get("meta") or {},
             producers={int(k): v for k, v in (doc.get("producers") or {}).items()},
+            compaction={int(k): v for k, v in (doc.get("compaction") or {}).items()},
         )
 
     def stream_ranges(self, sid: int) -> list[tuple[int, int, int, int, int]]:

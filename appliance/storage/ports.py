@@ -154,10 +154,15 @@ class StorageStatus:
     upload_lag_s: float = 0.0  # age of the oldest data not yet in object storage
     requests: Mapping[str, int] = field(default_factory=dict)  # object-store requests by type
     fenced: bool = False  # another node took over the bucket/prefix; this one no longer writes
-    store_reachable: bool = True  # False while object-store calls fail (an outage: the WAL grows)
-    store_outage_s: float = 0.0  # how long the current outage has lasted
-    store_errors: int = 0  # failed object-store calls since start
-    corrupt_objects: int = 0  # objects in the manifest that failed their CRC/format checks
+    store_error: str | None = None  # set while object-store calls keep failing (cleared when one succeeds)
+    store_error_s: float = 0.0  # how long they have been failing
+    # log compaction (cleanup.policy=compact): stream rewrites, bytes read and written, last run
+    key_compactions: int = 0
+    key_compaction_bytes_in: int = 0
+    key_compaction_bytes_out: int = 0
+    key_compaction_last_ms: int = 0  # ms since the epoch, 0: never
+    # objects that failed their CRC/format checks when read (the tier refuses their ranges)
+    corrupt_objects: int = 0  # such objects still in the manifest
     corrupt_reads: int = 0  # reads refused because of them (KAFKA_STORAGE_ERROR to the fetcher)
     last_corruption: str | None = None  # which object and what was wrong
 

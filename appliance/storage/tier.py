@@ -18,15 +18,15 @@ manifest and are deleted after a grace period (readers in flight may still use t
 compaction merges runs of small objects into one; orphans (uploaded, never committed: a crash
 or a fenced writer) are deleted; old manifests are pruned.
 
-Faults. An outage starts at the first failed store call and ends at the next one that succeeds
-(`store_reachable`, `outage_seconds()`; the error it left in `last_error` goes with it). An
-object that fails its checks on read (footer, index or block CRC-32C, a size short of the
+Corruption. An object that fails its checks on read (footer, index or block CRC-32C, a size short of the
 manifest's) is corrupt: the read raises StreamObjectError (KAFKA_STORAGE_ERROR for the fetcher,
 every time: damaged bytes are never cached), the first time per object is logged
 (`object_corrupt`), every time is counted, and compaction leaves the object alone.
 
 Retention only ever removes uploaded data, a range at a time (Kafka removes whole segments the
-same way). `cleanup.policy=compact` (keep the last record per key) is not implemented yet.
+same way). `cleanup.policy=compact` (keep the last record per key) runs in the same pass, before
+the object merge: `appliance.storage.key_compactor` rewrites the sealed ranges of compacted
+streams (policies come with the retention policies).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from appliance.kafka import records
 from appliance.logs import get_logger
 from appliance.storage import stream_object as so
 from appliance.storage.block_cache import BlockCache
+from appliance.storage.key_compaction import CompactionPolicy, CompactionState
+from appliance.storage.key_compactor import KeyCompactor
 from appliance.storage.manifest import (
     FencedError,
     Manifest,
@@ -57,7 +59,7 @@ from appliance.storage.manifest import (
 )
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects.metered import MeteredObjectStore
-from appliance.storage.objects.port import ObjectNotFoundError, ObjectStoreError
+from appliance.storage.objects.port import ObjectNotFoundError
 from appliance.storage.wal import WalLogStore
 
 log = get_logger("objects")
@@ -75,6 +77,7 @@ class RetentionPolicy:
     retention_ms: int = -1  # -1: keep forever
     retention_bytes: int = -1  # -1: no size limit
     keep_from: int | None = None  # never delete at or above this offset (e.g. not yet forwarded by the uplink)
+    compaction: CompactionPolicy | None = None  # cleanup.policy includes compact
 
 
 RetentionSource = Callable[[], Mapping[int, RetentionPolicy]]
@@ -115,6 +118,7 @@ class ObjectTier:
         self._passes = 0
         self._more = False
         self.wake = trio.Event()
+        self.key_compactor = KeyCompactor(self)
         # counters
         self.uploads = 0
         self.objects_uploaded = 0
@@ -123,9 +127,9 @@ class ObjectTier:
         self.objects_deleted = 0
         self.retries = 0
         self.last_error: str | None = None
-        # outage tracking: since when (monotonic) store calls fail; None while it answers
-        self.unreachable_since: float | None = None
-        self.store_errors = 0
+        # While a store call keeps failing (an outage): the latest error and since when (monotonic).
+        self.store_error: str | None = None
+        self.store_error_since: float | None = None
         # objects that failed their CRC/format checks on read: key -> what was wrong
         self.corrupt: dict[str, str] = {}
         self.corrupt_reads = 0
@@ -140,6 +144,7 @@ class ObjectTier:
         """Call fn until it succeeds; back off exponentially on store errors. FencedError and
         cancellation pass through."""
         delay = BACKOFF_START
+        mine: str | None = None  # the error this call reported, cleared once the store answers
         while True:
             try:
                 result = await fn()
@@ -147,37 +152,19 @@ class ObjectTier:
                 raise
             except StorageError as e:
                 self.retries += 1
-                self._store_failed(f"{what}: {e}")
+                mine = self.last_error = self.store_error = f"{what}: {e}"
+                if self.store_error_since is None:
+                    self.store_error_since = self.monotonic()
                 log.warning("object_store_retry", what=what, error=str(e), retry_in_s=round(delay, 2))
                 await trio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
-            else:
-                self._store_answered()
-                return result
-
-    def _store_failed(self, error: str) -> None:
-        self.store_errors += 1
-        self.last_error = error
-        if self.unreachable_since is None:
-            self.unreachable_since = self.monotonic()
-            log.warning("object_store_unreachable", store=self.store.url, error=error)
-
-    def _store_answered(self) -> None:
-        """A store call succeeded: an outage in progress is over (and so is its error)."""
-        if self.unreachable_since is not None:
-            log.info("object_store_reachable_again", store=self.store.url,
-                     outage_s=round(self.monotonic() - self.unreachable_since, 3),
-                     unuploaded_bytes=self.wal.unuploaded_bytes())
-            self.unreachable_since = None
-            if self.fenced is None:
-                self.last_error = None
-
-    @property
-    def store_reachable(self) -> bool:
-        return self.unreachable_since is None
-
-    def outage_seconds(self) -> float:
-        return 0.0 if self.unreachable_since is None else max(0.0, self.monotonic() - self.unreachable_since)
+                continue
+            if mine is not None:  # the store answers again: the outage is over
+                log.info("object_store_reachable", what=what, retries=self.retries)
+                self.store_error = self.store_error_since = None
+                if self.last_error == mine:
+                    self.last_error = None
+            return result
 
     def _on_fenced(self, e: FencedError) -> None:
         if self.fenced is None:
@@ -345,6 +332,7 @@ class ObjectTier:
         for sid in [sid for sid in new.streams if sid not in catalogue]:
             del new.streams[sid]
             new.producers.pop(sid, None)
+            new.compaction.pop(sid, None)
         new.next_stream_id = max(new.next_stream_id, wal.next_stream_id)
         for sid, end in ends.items():
             if sid in catalogue:
@@ -395,6 +383,11 @@ class ObjectTier:
             rs = m.stream_ranges(sid)
             got = self._ranges[sid] = (rs, [r[1] for r in rs])
         return got
+
+    def clean_end(self, sid: int) -> int:
+        """Offsets below were rewritten by log compaction: read them from objects, not the WAL."""
+        raw = self.manifest.compaction.get(sid)
+        return CompactionState.decode(raw).clean_end if raw else 0
 
     def object_bytes(self, sid: int, below: int) -> int:
         rs, _lasts = self.stream_ranges(sid)
@@ -504,23 +497,19 @@ class ObjectTier:
             await self.manifests.check_fenced()
             if await self.apply_retention():
                 await self.upload_round()
+            await self.key_compactor.run_once()
             while await self.compact():
                 pass
             await self.collect_garbage(orphans=self._passes % ORPHAN_SCAN_EVERY == 0)
             await self.manifests.prune()
         except FencedError as e:
             self._on_fenced(e)
-        except ObjectStoreError as e:
-            self._store_failed(f"maintenance: {e}")
-            log.warning("maintenance_failed", error=str(e))
         except StorageError as e:
             self.last_error = f"maintenance: {e}"
             log.warning("maintenance_failed", error=str(e))
         except Exception as e:  # a bug must not stop maintenance for good: say it, try next pass
             self.last_error = f"maintenance: {e!r}"
             log.error("maintenance_failed", error=repr(e))
-        else:
-            self._store_answered()
         self._passes += 1
 
     async def apply_retention(self) -> bool:
@@ -612,6 +601,8 @@ class ObjectTier:
                 except so.StreamObjectError as e:
                     self._corrupt_found(o.key, f"compaction: {e}")
                     return True  # try another run; this object stays out of compaction
+            for keep in per_stream.values():  # offset order whatever the objects' `order` (log compaction moves ranges)
+                keep.sort(key=lambda b: so.batch_meta(b)[0])
             new = m.copy()
             for oid, _o in run:
                 del new.objects[oid]
@@ -663,6 +654,10 @@ class ObjectTier:
             if found:
                 self.objects_deleted += found
                 log.info("orphans_deleted", objects=found)
+
+    def store_error_seconds(self) -> float:
+        """How long object-store calls have been failing (0 while they succeed)."""
+        return 0.0 if self.store_error_since is None else max(0.0, self.monotonic() - self.store_error_since)
 
     def upload_lag(self) -> float:
         """Seconds since the last round that left nothing behind, while data waits (else 0)."""

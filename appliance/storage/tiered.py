@@ -76,15 +76,19 @@ class TieredLogStore:
         off: StreamOffsets = wal.offsets(stream_id)
         if offset < off.log_start or offset > off.high_watermark:
             raise OffsetOutOfRangeError(offset, off.log_start, off.high_watermark)
-        if offset >= wal.first_indexed(stream_id):
+        # Below a compacted stream's clean end the objects hold the compacted log; the WAL may
+        # still hold the same offsets uncompacted until its segment is trimmed.
+        clean_end = self._tier.clean_end(stream_id)
+        if offset >= max(wal.first_indexed(stream_id), clean_end):
             try:
                 return await wal.read(stream_id, offset, max_bytes)
             except OffsetOutOfRangeError:
                 pass  # its segment was trimmed after upload just now: read the object instead
         batches = await self._tier.read(stream_id, offset, max_bytes)
         if not batches:
-            if offset >= wal.first_indexed(stream_id):
-                return await wal.read(stream_id, offset, max_bytes)
+            pos = max(offset, clean_end)  # compaction may leave no batch between offset and clean end
+            if pos >= wal.first_indexed(stream_id) and pos <= wal.offsets(stream_id).high_watermark:
+                return await wal.read(stream_id, pos, max_bytes)
             raise StorageError(f"offset {offset} of stream {stream_id} is neither in the WAL nor in object storage")
         return ReadResult(batches, off.high_watermark, off.log_start)
 
@@ -164,9 +168,12 @@ class TieredStorage:
             upload_lag_s=round(tier.upload_lag(), 3),
             requests=dict(tier.store.requests),
             fenced=tier.fenced is not None,
-            store_reachable=tier.store_reachable,
-            store_outage_s=round(tier.outage_seconds(), 3),
-            store_errors=tier.store_errors,
+            store_error=tier.store_error,
+            store_error_s=round(tier.store_error_seconds(), 3),
+            key_compactions=tier.key_compactor.runs,
+            key_compaction_bytes_in=tier.key_compactor.bytes_in,
+            key_compaction_bytes_out=tier.key_compactor.bytes_out,
+            key_compaction_last_ms=tier.key_compactor.last_run_ms,
             corrupt_objects=len(tier.corrupt_objects()),
             corrupt_reads=tier.corrupt_reads,
             last_corruption=tier.last_corruption,

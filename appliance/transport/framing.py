@@ -1,14 +1,24 @@
-"""Length-prefixed frames (Kafka: int32 big-endian size, then the frame) over a trio stream."""
+"""Length-prefixed frames (Kafka: int32 big-endian size, then the frame) over a trio stream.
+
+With a `FrameBudget` (transport/frame_budget.py) the body of a large frame is read only once its
+size has been reserved from the process-wide budget; call `done()` when the frame has been
+handed off, and `close()` when the connection ends, so the reservation goes back. Reads are at
+most `chunk` bytes (16 KiB) except while filling a reserved frame, which reads up to its end and
+no further: a connection holds at most about two chunks outside the budget.
+"""
 
 from __future__ import annotations
 
+import math
 import struct
 
 import trio
 
 from appliance.errors import ProtocolError
+from appliance.transport.frame_budget import SMALL_FRAME, FrameBudget, reserve
 
 _SIZE = struct.Struct(">i")
+_MAX_READ = 1 << 20  # largest single receive while filling a big frame
 
 
 class FrameTooLargeError(ProtocolError):
@@ -18,15 +28,21 @@ class FrameTooLargeError(ProtocolError):
 class FrameReader:
     """Reads whole frames from a stream with one buffer and few copies."""
 
-    def __init__(self, stream: trio.abc.ReceiveStream, max_frame: int, chunk: int = 256 << 10) -> None:
+    def __init__(self, stream: trio.abc.ReceiveStream, max_frame: int, chunk: int = SMALL_FRAME, *,
+                 budget: FrameBudget | None = None, frame_timeout: float = math.inf) -> None:
         self._stream = stream
         self._max = max_frame
         self._chunk = chunk
         self._buf = bytearray()
+        self._budget = budget
+        self._frame_timeout = frame_timeout
+        self.held = 0  # bytes of the budget this reader holds for the current frame
 
-    async def _fill(self, need: int) -> bool:
+    async def _fill(self, need: int, exact: bool = False) -> bool:
+        """Buffer at least `need` bytes; `exact`: never read past them (a reserved frame's end)."""
         while len(self._buf) < need:
-            data = await self._stream.receive_some(max(self._chunk, need - len(self._buf)))
+            missing = min(need - len(self._buf), _MAX_READ)
+            data = await self._stream.receive_some(missing if exact else max(self._chunk, missing))
             if not data:
                 if self._buf:
                     raise ProtocolError(f"connection closed mid-frame ({len(self._buf)} of {need} bytes)")
@@ -36,6 +52,7 @@ class FrameReader:
 
     async def read_frame(self) -> bytes | None:
         """The next frame without its size prefix, or None at a clean end of stream."""
+        self.done()
         if not await self._fill(4):
             return None
         (size,) = _SIZE.unpack_from(self._buf, 0)
@@ -43,8 +60,36 @@ class FrameReader:
             raise ProtocolError(f"negative frame length {size}")
         if size > self._max:
             raise FrameTooLargeError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
-        if not await self._fill(4 + size):
+        total = 4 + size
+        budget = self._budget
+        if budget is not None and total > SMALL_FRAME and len(self._buf) < total:
+            if not budget.fits(total):
+                raise FrameTooLargeError(f"frame of {size} bytes exceeds the in-flight frame budget of "
+                                         f"{budget.capacity} bytes ([limits] inflight_frame_bytes)")
+            await reserve(budget, total)  # back-pressure: this socket is not read until it fits
+            self.held = total
+            with trio.move_on_after(self._frame_timeout) as scope:
+                complete = await self._fill(total, exact=True)
+            if scope.cancelled_caught:
+                raise ProtocolError(f"frame of {size} bytes not completed within {self._frame_timeout:g}s "
+                                    f"({len(self._buf)} bytes received) while holding the frame budget")
+        else:
+            complete = await self._fill(total)
+        if not complete:
             raise ProtocolError("connection closed mid-frame")
-        frame = bytes(self._buf[4 : 4 + size])
-        del self._buf[: 4 + size]
+        with memoryview(self._buf) as view:
+            frame = bytes(view[4:total])
+        if total > SMALL_FRAME:
+            self._buf = self._buf[total:]  # let go of the big buffer, keep what follows
+        else:
+            del self._buf[:total]
         return frame
+
+    def done(self) -> None:
+        """The last frame has been handed off: give its reservation back."""
+        if self.held:
+            assert self._budget is not None
+            self._budget.release(self.held)
+            self.held = 0
+
+    close = done  # the connection ended: same thing

@@ -12,6 +12,10 @@ into every RequestContext, and handlers authorize through `appliance/kafka/api/a
 At `kafka.max_connections` open connections a listener closes each new one as soon as it is
 accepted (logged as `connection_refused`, at most once a second with a count), so a connection
 flood cannot exhaust file descriptors or memory; the connections already open carry on.
+Request frames larger than 16 KiB reserve their size from the process-wide `FrameBudget`
+(transport/frame_budget.py, `[limits] inflight_frame_bytes`) before their body is read, and give
+it back once the request has been dispatched; a frame larger than the whole budget, or one that
+does not arrive within `[limits] frame_timeout` while holding budget, closes its connection.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from appliance.kafka.broker import Broker
 from appliance.kafka.protocol import codec
 from appliance.logs import get_logger
 from appliance.security.access import RateLimits
+from appliance.transport.frame_budget import FrameBudget
 from appliance.transport.framing import FrameReader
 from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
@@ -85,8 +90,9 @@ class LiveConnection:
 class KafkaServer:
     def __init__(self, broker: Broker, listen: HostPort, *, name: str = "kafka",
                  ssl_context: ssl.SSLContext | None = None, guard: ListenerGuard | None = None,
-                 advertised_host: str | None = None) -> None:
+                 advertised_host: str | None = None, frame_budget: FrameBudget | None = None) -> None:
         self.broker = broker
+        self.frame_budget = frame_budget  # shared by all listeners; None: only the per-frame limit
         self.listen = listen
         self.name = name
         self.ssl_context = ssl_context
@@ -202,8 +208,16 @@ class KafkaServer:
         log.debug("connection_closed", listener=self.name, conn=conn_id, peer=peer, reason=reason)
 
     async def _connection_loop(self, stream: trio.abc.Stream, conn_id: int, peer: str) -> str:
-        reader = FrameReader(stream, self.broker.kafka.max_request_size)
+        reader = FrameReader(stream, self.broker.kafka.max_request_size, budget=self.frame_budget,
+                             frame_timeout=self.broker.settings.limits.frame_timeout)
         send, recv = trio.open_memory_channel[tuple[int, int, int, Any]](MAX_PIPELINED)
+        try:
+            return await self._serve_frames(stream, conn_id, peer, reader, send, recv)
+        finally:
+            reader.close()
+
+    async def _serve_frames(self, stream: trio.abc.Stream, conn_id: int, peer: str, reader: FrameReader,
+                            send: trio.MemorySendChannel, recv: trio.MemoryReceiveChannel) -> str:
         reason = "client closed"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._writer, stream, recv, nursery.cancel_scope)
@@ -224,6 +238,8 @@ class KafkaServer:
                     if frame is None:
                         break
                     item = await self._dispatch(frame, conn_id, peer)
+                    del frame
+                    reader.done()  # decoded and dispatched: its bytes leave the frame budget
                     if isinstance(item, str):  # a reason to close
                         reason = item
                         self._reject(peer, conn_id, reason)

@@ -19,11 +19,24 @@ logged and counted there) before any MQTT byte is read, and, when authorization 
 connection gets an `MqttAccess` hook (appliance/security/access.py) built from its certificate
 identity, the listener's zone and name. Several listeners may serve one broker: only one of
 them (`tick=True`) drives the broker's clock.
+
+Limits: at `mqtt.max_connections` open connections on a listener, a new connection is refused.
+On a plaintext listener it gets `_REFUSAL_WAIT` seconds to send its CONNECT and is answered with
+CONNACK 0x97 "quota exceeded" (MQTT 5; 3.1.1 has no such code: return code 3 "server
+unavailable"), so the device logs why; at most `_REFUSAL_SLOTS` such refusals run at once per
+listener, and beyond them (and always on TLS listeners, where answering would cost a handshake)
+the socket is closed at once, before any byte is read. Refusals are counted
+(`connections_refused`) and logged as `mqtt_connection_refused`, at most once a second with a
+count. A packet larger than 16 KiB reserves its size from the process-wide `FrameBudget`
+(transport/frame_budget.py) as soon as its fixed header has arrived; the socket is not read while
+it waits, and a packet that holds budget longer than `frame_timeout` closes its connection.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
+from dataclasses import dataclass, field
 from functools import partial
 
 import trio
@@ -32,45 +45,66 @@ from appliance.config import HostPort
 from appliance.errors import StartupError, StorageError
 from appliance.logs import get_logger
 from appliance.mqtt.broker import Broker
-from appliance.mqtt.codec import MqttError, PacketReader, ReasonCode
+from appliance.mqtt.codec import ConnAck, MqttError, PacketReader, PacketTooLarge, ReasonCode, encode
 from appliance.mqtt.session import Connection, DeferredAck
 from appliance.security.access import MqttAccess
+from appliance.transport.frame_budget import SMALL_FRAME, FrameBudget, reserve
 from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
 log = get_logger("mqtt")
 
-_READ_SIZE = 65536
+_READ_SIZE = 16 << 10  # per receive; a packet holding frame budget is read up to its end instead
+_MAX_READ = 1 << 20
 _OUTBOX_HIGH_WATER = 1024  # packets queued for the socket before the reader pauses
 _CLOSE_FLUSH_SECONDS = 2.0  # time allowed to write a final CONNACK/DISCONNECT
 _LINGER_SECONDS = 0.5  # after a server-side close, drain the peer's input this long...
 _LINGER_BYTES = 1 << 20  # ...or this much, whichever comes first
 TICK_SECONDS = 0.5
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError)
+_REFUSAL_SLOTS = 64  # connections beyond the limit held open at once to answer their CONNECT
+_REFUSAL_WAIT = 2.0  # seconds such a connection has to send its CONNECT
+_REFUSAL_MAX_CONNECT = 16 << 10  # a larger CONNECT from a refused connection is not worth reading
+REFUSAL_LOG_INTERVAL = 1.0  # seconds between mqtt_connection_refused lines during a flood
+
+
+@dataclass(eq=False)
+class _Listener:
+    """What the connections of one listener share."""
+
+    guard: ListenerGuard
+    frame_budget: FrameBudget | None = None
+    frame_timeout: float = math.inf
+    handlers: set[_ConnectionHandler] = field(default_factory=set)
+    refusing: int = 0  # refused connections currently waiting for their CONNECT
+    refused_unlogged: int = 0
+    refusal_logged_at: float = -math.inf
 
 
 async def serve_mqtt(broker: Broker, listen: HostPort, *, ssl_context: ssl.SSLContext | None = None,
                      stop: trio.Event | None = None, grace: float = 5.0, guard: ListenerGuard | None = None,
-                     tick: bool = True,
+                     tick: bool = True, frame_budget: FrameBudget | None = None, frame_timeout: float = math.inf,
                      task_status: trio.TaskStatus[HostPort] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve MQTT on `listen` until cancelled, or until `stop` is set (then drain within `grace`).
 
-    `task_status.started()` receives the bound address (useful with port 0)."""
+    `task_status.started()` receives the bound address (useful with port 0). `frame_budget` is the
+    process-wide budget for large packets being received (None: only `max_packet_size` applies)."""
     try:
         listeners = await trio.open_tcp_listeners(listen.port, host=listen.host or None)
     except OSError as e:
         raise StartupError(f"mqtt listener cannot listen on {listen}: {e.strerror or e}") from None
     sockname = listeners[0].socket.getsockname()
     bound = HostPort(sockname[0], sockname[1])
-    handlers: set[_ConnectionHandler] = set()
     if guard is None:
         guard = ListenerGuard("mqtt", tls=ssl_context)
+    listener = _Listener(guard, frame_budget, frame_timeout)
+    handlers = listener.handlers
     log.info("mqtt_listening", listener=guard.name, address=str(bound),
              tls=("mtls" if guard.mutual else True) if guard.uses_tls else False, zone=guard.zone or "-")
     async with trio.open_nursery() as conn_nursery:
         async with trio.open_nursery() as service:
             if tick:
                 service.start_soon(_tick, broker)
-            await service.start(partial(trio.serve_listeners, partial(_serve_one, broker, guard, handlers),
+            await service.start(partial(trio.serve_listeners, partial(_serve_one, broker, listener),
                                         listeners, handler_nursery=conn_nursery))
             task_status.started(bound)
             if stop is None:
@@ -96,9 +130,13 @@ async def _tick(broker: Broker) -> None:
             await broker.state_store.flush(trio.current_time())
 
 
-async def _serve_one(broker: Broker, guard: ListenerGuard, handlers: set[_ConnectionHandler],
-                     stream: trio.abc.Stream) -> None:
-    handler = _ConnectionHandler(broker, stream, guard)
+async def _serve_one(broker: Broker, listener: _Listener, stream: trio.abc.Stream) -> None:
+    handlers = listener.handlers
+    limit = broker.limits.max_connections
+    if len(handlers) >= limit:
+        await _refuse(broker, listener, stream, limit)
+        return
+    handler = _ConnectionHandler(broker, stream, listener)
     handlers.add(handler)
     stats = broker.stats
     stats.connections_total += 1
@@ -110,6 +148,37 @@ async def _serve_one(broker: Broker, guard: ListenerGuard, handlers: set[_Connec
         stats.connections_current -= 1
 
 
+async def _refuse(broker: Broker, listener: _Listener, stream: trio.abc.Stream, limit: int) -> None:
+    """A connection beyond the listener's limit: CONNACK 0x97 (3.1.1: 3) if cheap, else just close."""
+    broker.stats.connections_refused += 1
+    listener.refused_unlogged += 1
+    now = trio.current_time()
+    if now - listener.refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+        log.warning("mqtt_connection_refused", listener=listener.guard.name, peer=_peer_of(stream),
+                    refused=listener.refused_unlogged, reason=f"listener at its limit of {limit} connections")
+        listener.refusal_logged_at = now
+        listener.refused_unlogged = 0
+    if listener.guard.uses_tls or listener.refusing >= _REFUSAL_SLOTS:
+        await trio.aclose_forcefully(stream)
+        return
+    listener.refusing += 1
+    try:
+        reader = PacketReader(max_packet_size=_REFUSAL_MAX_CONNECT)
+        with trio.move_on_after(_REFUSAL_WAIT):
+            while (data := await stream.receive_some(4096)):
+                reader.feed(data)
+                connect = reader.next_packet()
+                if connect is not None:
+                    await stream.send_all(encode(ConnAck(False, ReasonCode.QUOTA_EXCEEDED), reader.version or 4))
+                    await stream.send_eof()  # type: ignore[attr-defined]
+                    break
+    except (MqttError, *_TRANSPORT_ERRORS):
+        pass  # a malformed or vanished client: closing is all it gets
+    finally:
+        listener.refusing -= 1
+        await trio.aclose_forcefully(stream)
+
+
 def _peer_of(stream: trio.abc.Stream) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]  # type: ignore[attr-defined]
@@ -119,11 +188,13 @@ def _peer_of(stream: trio.abc.Stream) -> str:
 
 
 class _ConnectionHandler:
-    def __init__(self, broker: Broker, stream: trio.abc.Stream, guard: ListenerGuard) -> None:
+    def __init__(self, broker: Broker, stream: trio.abc.Stream, listener: _Listener) -> None:
         self.broker = broker
         self.peer = _peer_of(stream)
         self.stream: trio.abc.Stream = stream
-        self.guard = guard
+        self.guard = listener.guard
+        self.listener = listener
+        self._held = 0  # bytes of the frame budget held for the packet at the head of the buffer
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._peer_eof = False
@@ -177,18 +248,36 @@ class _ConnectionHandler:
                 drained += len(data)
 
     async def _reader(self) -> None:
+        budget = self.listener.frame_budget
+        try:
+            await self._read_packets(budget)
+        finally:
+            if self._held:
+                assert budget is not None
+                budget.release(self._held)
+                self._held = 0
+
+    async def _read_packets(self, budget: FrameBudget | None) -> None:
         conn = self.conn
         broker = self.broker
         stats = broker.stats
         reader = PacketReader(max_packet_size=broker.limits.max_packet_size)
+        held_deadline = math.inf  # the held packet must have arrived by then
         while not conn.closing:
             deadline = conn.keepalive_deadline()
-            with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
+            size = min(self._held - reader.buffered, _MAX_READ) if self._held else _READ_SIZE
+            with trio.move_on_at(min(deadline if deadline is not None else math.inf, held_deadline)) as scope:
                 try:
-                    data = await self.stream.receive_some(_READ_SIZE)
+                    data = await self.stream.receive_some(max(1, size))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                     data = b""
             if scope.cancelled_caught:
+                if self._held and trio.current_time() >= held_deadline:
+                    log.warning("mqtt_packet_timeout", peer=self.peer, client_id=conn.client_id or "-",
+                                packet_bytes=self._held, received=reader.buffered,
+                                reason=f"packet not completed within {self.listener.frame_timeout:g}s")
+                    conn.server_disconnect(ReasonCode.QUOTA_EXCEEDED, "packet too slow")
+                    return
                 if conn.connected:
                     stats.keepalive_timeouts += 1
                 conn.server_disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT, "keep-alive timeout")
@@ -203,8 +292,23 @@ class _ConnectionHandler:
                 reader.feed(data)
                 for packet in reader:
                     conn.receive(packet, now)
+                    if self._held:  # that was the held packet (the head of the buffer): handed off
+                        assert budget is not None
+                        budget.release(self._held)
+                        self._held = 0
+                        held_deadline = math.inf
                     if conn.closing:
                         break
+                self._notify()  # acknowledgements go out before we wait for budget
+                if budget is not None and not self._held and not conn.closing:
+                    size = reader.pending_size()
+                    if size is not None and size > SMALL_FRAME:
+                        if not budget.fits(size):
+                            raise PacketTooLarge(f"packet of {size} bytes exceeds the in-flight frame budget of "
+                                                 f"{budget.capacity} bytes ([limits] inflight_frame_bytes)")
+                        await reserve(budget, size)  # back-pressure: the socket is not read meanwhile
+                        self._held = size
+                        held_deadline = trio.current_time() + self.listener.frame_timeout
             except MqttError as e:
                 stats.protocol_errors += 1
                 log.warning("mqtt_protocol_error", peer=self.peer, client_id=conn.client_id or "-",
@@ -213,7 +317,6 @@ class _ConnectionHandler:
                     conn.version = reader.version
                 conn.fail(e)
                 return
-            self._notify()
             while len(conn.outbox) > _OUTBOX_HIGH_WATER and not conn.closing:
                 self._drained = trio.Event()
                 await self._drained.wait()

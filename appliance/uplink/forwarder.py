@@ -4,7 +4,10 @@ It reads committed batches straight from the LogStore (not through a network con
 produces them to the cloud as an idempotent producer of its own, one lane per local partition
 (`lanes.py`): local partition p of topic T goes to partition p of the cloud topic named by the
 `[[uplink.forward]]` template, e.g. "{site}.{topic}". Batches are forwarded as stored, with only
-the producer fields of their header rewritten (`client/batches.py`).
+the producer fields of their header rewritten (`client/batches.py`), except that runs of small
+plain batches (say one-record batches from a trickle of MQTT messages) are merged into one batch
+of up to `merge_bytes` (Apache Kafka takes exactly one batch per partition and Produce request,
+v3+, so merging is the only way to send more than one small batch per partition per request).
 
 Exactly once, per-partition order: the argument
 -------------------------------------------------
@@ -39,6 +42,20 @@ within the broker's 5-batch memory.
    its outstanding answers, and resends from the last acknowledged batch: duplicates again.
    DUPLICATE_SEQUENCE_NUMBER counts as success. Responses on one connection come in send order,
    so "acknowledged" is always a prefix of "sent".
+5. Merged batches. The broker recognises a resend by its sequence range, so a merged batch must be
+   resent with exactly the same stored batches in it - but which batches get merged depends on
+   what happened to be read at the time, which point 1 cannot rebuild. So the grouping is made
+   durable before it matters (lanes.py): the lane record also holds `plan` (the merged groups past
+   the cursor, as local offset ranges) and `plan_end` (the grouping of [cursor, plan_end) is fixed:
+   those groups, single stored batches elsewhere). A merged group is sent only once a checkpoint
+   holding it has landed; a single batch needs nothing (point 1), and a single batch sent past
+   the fixed grouping extends it in memory, so a rewind within the run (point 4) regroups nothing.
+   After a restart, the lane follows the durable plan up to `plan_end`; past it the previous run can
+   only have sent single batches, at most MAX_UNCONFIRMED (point 2), so the first MAX_UNCONFIRMED
+   stored batches past `plan_end` go out single again before merging resumes. A new producer (id,
+   epoch) (point 3) starts with an empty plan. One checkpoint plans up to 2 x MAX_UNCONFIRMED merged
+   groups, so under a backlog the extra write is shared by many records; with a healthy link a lane
+   usually has one batch waiting, which goes out at once, unmerged.
 
 The remaining gap is the Kafka protocol's own: if the cloud lost a producer's state (e.g. Kafka's
 `producer.id.expiration.ms` passed during a very long outage) while a batch's fate was unknown
@@ -52,6 +69,15 @@ Retention hook
 (the lane's durable cursor) or None when the uplink does not hold it back (the stream is not
 forwarded, or `[uplink] hold_unforwarded = false`). Retention calls it before deleting; with
 holding off, data deleted before it was forwarded is skipped and counted as `lost_records`.
+
+TLS and refusals: with `[uplink] security = "tls"` or `"mtls"` every connection goes through
+`client/tls.py` (server verification against `ca_file`, our certificate with mtls). A failed
+handshake or a refusal by the cloud (revoked, unknown CA, expired) ends the session like any
+connection failure - the lanes keep their positions, nothing is dropped, the next attempt comes
+after the back-off - and shows in the status as `tls_error` (a short reason) and `last_error` (a
+sentence), with `connect_failures` counting attempts since the last success. A cloud topic the
+cloud's rules hide or refuse blocks only its lanes (`topics.<t>.errors`); Metadata for blocked
+lanes is asked again after 1, 2, 4 ... s up to `metadata_refresh`, not in a loop.
 
 Priorities and the bandwidth cap: requests are filled in priority order (lower number first,
 one batch per partition and request, as Kafka requires). With a cap (`bandwidth`, bytes/s) only
@@ -77,8 +103,15 @@ from appliance.logs import get_logger
 from appliance.storage.ports import LogStore, MetaStore
 from appliance.uplink.bandwidth import RateMeter, TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import rewrite_producer
-from appliance.uplink.client.errors import Handling, KafkaClientError, classify, error_name
+from appliance.uplink.client.batches import merge_batches, rewrite_producer
+from appliance.uplink.client.errors import (
+    Handling,
+    KafkaClientError,
+    NoBrokerAvailableError,
+    TlsError,
+    classify,
+    error_name,
+)
 from appliance.uplink.client.kafka_client import (
     Connector,
     KafkaClient,
@@ -86,7 +119,8 @@ from appliance.uplink.client.kafka_client import (
     open_kafka_client,
     tcp_connect,
 )
-from appliance.uplink.lanes import Lane, SentBatch
+from appliance.uplink.client.tls import UplinkTls
+from appliance.uplink.lanes import READ, SEND, WAIT, Lane, SentBatch
 
 log = get_logger("uplink")
 
@@ -103,7 +137,8 @@ Part = tuple[Lane, SentBatch]
 class Forwarder:
     def __init__(self, settings: UplinkSettings, logs: LogStore, meta: MetaStore, topics: TopicCatalog, *,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random, connect: Connector = tcp_connect) -> None:
+                 rand: Callable[[], float] = random.random, connect: Connector | None = None,
+                 tls: UplinkTls | None = None) -> None:
         self.settings = settings
         self.logs = logs
         self.meta = meta
@@ -111,7 +146,10 @@ class Forwarder:
         self.clock = clock
         self.wall_clock = wall_clock
         self.rand = rand
-        self.connect = connect
+        self.tls = tls
+        self.connect = connect or (tls.connect if tls is not None else tcp_connect)
+        self.tls_error: str | None = None  # short reason of the last TLS refusal; None once connected
+        self.connect_failures = 0  # consecutive failed sessions (connection or TLS) since the last success
         self.lanes: dict[int, Lane] = {}
         rec = meta.get(NAMESPACE, PRODUCER_KEY) or {}
         self.producer: tuple[int, int] = (rec.get("pid", -1), rec.get("epoch", -1))
@@ -130,12 +168,15 @@ class Forwarder:
         self.backoff = Backoff(settings.reconnect_backoff, settings.reconnect_backoff_max, rand=rand)
         self.sent_batches = self.sent_records = self.sent_bytes = 0
         self.duplicates = 0
+        self.merged_batches = 0  # batches sent that merged several stored ones
+        self.merged_parts = 0  # stored batches that went out inside merged ones
         self.producer_starts = 0
         self.sessions = 0
         self._session_error: BaseException | None = None
         self._inflight: dict[int | None, int] = {}
         self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
         self._metadata_due = 0.0
+        self._metadata_failures = 0
         self._throttle_until = 0.0
 
     # --- public: lifecycle, control, state ----------------------------------------------------
@@ -211,6 +252,10 @@ class Forwarder:
             "connected": self.connected,
             "paused": self.paused,
             "bootstrap": list(self.settings.bootstrap),
+            "security": self.settings.security,
+            "tls_error": self.tls_error,
+            "client_certificate": self.tls.cert_info.as_dict() if self.tls and self.tls.cert_info else None,
+            "connect_failures": self.connect_failures,
             "producer_id": self.producer[0],
             "producer_epoch": self.producer[1],
             "last_error": self.last_error,
@@ -221,6 +266,8 @@ class Forwarder:
             "sent_records": self.sent_records,
             "sent_bytes": self.sent_bytes,
             "duplicates": self.duplicates,
+            "merged_batches": self.merged_batches,
+            "merged_stored_batches": self.merged_parts,
             "producer_starts": self.producer_starts,
             "bandwidth_cap": self.settings.bandwidth,
             "backlog_records": sum(t["backlog_records"] for t in topics.values()),
@@ -281,7 +328,7 @@ class Forwarder:
 
     async def _fill(self, lane: Lane) -> None:
         try:
-            res = await self.logs.read(lane.stream_id, lane.frontier, READ_AHEAD_BYTES)
+            res = await self.logs.read(lane.stream_id, lane.read_from, READ_AHEAD_BYTES)
         except OffsetOutOfRangeError as e:
             if (e.offset < e.log_start and lane.frontier == lane.acked and lane.outstanding == 0
                     and lane.unacked == 0):
@@ -402,7 +449,13 @@ class Forwarder:
             except Exception as e:  # incl. exception groups from the session's tasks
                 msg = _describe(e)
                 self._note_error(msg)
-                log.warning("uplink_disconnected", error=msg)
+                self.connect_failures += 1
+                tls = _tls_error(e)
+                if tls is not None:
+                    self.tls_error = tls.reason
+                    log.warning("uplink_tls_refused", reason=tls.reason, error=str(tls), attempts=self.connect_failures)
+                else:
+                    log.warning("uplink_disconnected", error=msg)
             finally:
                 self.connected = False
             self._settle(force=True)
@@ -414,6 +467,9 @@ class Forwarder:
         self._answer_queues = {}
         await client.bootstrap()
         self.connected = True
+        self.tls_error = None
+        self.connect_failures = 0
+        self._metadata_failures = 0
         self.sessions += 1
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
@@ -448,6 +504,7 @@ class Forwarder:
         for lane in lanes:
             tm = md.topics.get(lane.cloud_topic)
             lane.node = None
+            was = lane.blocked
             if tm is None or tm.error:
                 code = tm.error if tm else 3
                 lane.blocked = f"cloud topic {lane.cloud_topic}: {error_name(code)}"
@@ -458,8 +515,18 @@ class Forwarder:
                 lane.node = md.leader(lane.cloud_topic, lane.partition)
                 lane.blocked = None if lane.node is not None else f"cloud partition {lane.cloud_topic}-{lane.partition} has no leader"
             transient = transient or lane.blocked is not None
+            if lane.blocked != was and lane.blocked is not None:
+                self._note_error(f"{lane.topic}-{lane.partition}: {lane.blocked}")
+                log.warning("uplink_partition_blocked", topic=lane.topic, partition=lane.partition,
+                            cloud=lane.cloud_topic, reason=lane.blocked)
         if transient:
-            self._metadata_due = min(self._metadata_due, self.clock() + 1.0)
+            # Ask again soon, then less often: a denied or missing cloud topic must not turn into a
+            # Metadata (and denial) storm on the cloud.
+            self._metadata_failures += 1
+            retry = min(self.settings.metadata_refresh, 2.0 ** min(self._metadata_failures - 1, 16))
+            self._metadata_due = min(self._metadata_due, self.clock() + retry)
+        else:
+            self._metadata_failures = 0
 
     # --- the pump ------------------------------------------------------------------------------
 
@@ -528,6 +595,7 @@ class Forwarder:
         requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytes]]] = {}
         sizes: dict[int | None, int] = {}
         limit = self.settings.max_request_bytes
+        merge_bytes = min(self.settings.merge_bytes, limit)
         for lane in lanes:
             if not lane.ready(now) or self._inflight.get(lane.node, 0) >= MAX_IN_FLIGHT:
                 continue
@@ -535,11 +603,25 @@ class Forwarder:
                 await self._fill(lane)
                 if not lane.buffer or not lane.ready(now):
                     continue
-            size = sizes.get(lane.node, 0)
-            if size and size + len(lane.buffer[0]) > limit:
+            action, n = lane.next_group(merge_bytes)
+            if action == READ:  # a planned merged group reaches past the read-ahead
+                await self._fill(lane)
+                if not lane.ready(now):
+                    continue
+                action, n = lane.next_group(merge_bytes)
+            if action != SEND:
+                if action == WAIT:
+                    self._kick_checkpoint()  # the plan must be durable before its groups go out
                 continue
-            batch, sb = lane.take()
-            out = rewrite_producer(batch, lane.pid, lane.epoch, sb.seq)
+            size = sizes.get(lane.node, 0)
+            group_size = sum(len(lane.buffer[i]) for i in range(n))
+            if size and size + group_size > limit:
+                continue
+            batches, sb = lane.take(n)
+            if n == 1:
+                out = rewrite_producer(batches[0], lane.pid, lane.epoch, sb.seq)
+            else:
+                out = merge_batches(batches, lane.pid, lane.epoch, sb.seq)
             requests.setdefault(lane.node, {})[(lane.cloud_topic, lane.partition)] = (lane, sb, out)
             sizes[lane.node] = size + len(out)
         queue = list(requests.items())
@@ -591,6 +673,9 @@ class Forwarder:
                 if handling is Handling.SUCCESS:
                     if lane.on_success(sb):
                         self.sent_batches += 1
+                        if sb.parts > 1:
+                            self.merged_batches += 1
+                            self.merged_parts += sb.parts
                         self.sent_records += sb.count
                         self.sent_bytes += sb.size
                         self.meter.add(sb.size, sb.count)
@@ -627,6 +712,20 @@ class Forwarder:
         timeout = min(timeout, max(self._metadata_due - now, 0.0))
         with trio.move_on_after(max(timeout, 0.001)):
             await self._wake.wait()
+
+
+def _tls_error(e: BaseException) -> TlsError | None:
+    """The TLS refusal behind a failed session, if that is what it was."""
+    if isinstance(e, TlsError):
+        return e
+    if isinstance(e, NoBrokerAvailableError):
+        return e.tls
+    if isinstance(e, BaseExceptionGroup):
+        for sub in e.exceptions:
+            found = _tls_error(sub)
+            if found is not None:
+                return found
+    return None
 
 
 def _describe(e: BaseException) -> str:

@@ -11,6 +11,13 @@ epoch and consecutive sequence numbers. Positions, all local offsets:
 checkpointed ones and in-flight ones). At most MAX_UNCONFIRMED batches may be there: see the
 forwarder's docstring for why that bound makes a resend after a crash always deduplicated.
 
+A batch sent is a *group* of consecutive stored batches: usually one, or several small ones merged
+(`next_group`). The grouping of [cursor, plan_end) is fixed: the merged groups listed in `plan`,
+single stored batches everywhere else. A merged group is sent only once the plan naming it is
+durable (`durable_plan_end`), a single one at once; so beyond the durable plan_end only single
+batches were ever sent (at most MAX_UNCONFIRMED). After a resume the first `singles_left` stored
+batches past plan_end therefore go out single again, exactly as they may have gone before.
+
 After an error the lane stops sending, waits until every outstanding request of it was answered
 or failed (`outstanding == 0`), then rewinds `frontier` to `acked` (`settle`). Errors that mean
 the cloud lost our sequence (or fenced our epoch) also set `needs_start`: the lane restarts at
@@ -24,9 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.kafka.records import read_header
+from appliance.uplink.client.batches import mergeable
 from appliance.uplink.client.errors import Handling
 
 MAX_UNCONFIRMED = 5  # Kafka brokers remember the last 5 batches per producer and partition
+MAX_PLANNED = 2 * MAX_UNCONFIRMED  # merged groups planned by one checkpoint write
+SEND, READ, WAIT = "send", "read", "wait"
 FORMAT_VERSION = 1
 _SEQ_MASK = 0x7FFFFFFF
 
@@ -39,6 +49,7 @@ class SentBatch:
     count: int  # records in it
     size: int
     acked: bool = False
+    parts: int = 1  # stored batches in it (more than one: merged)
 
 
 @dataclass
@@ -73,10 +84,17 @@ class Lane:
     blocked: str | None = None  # why the lane cannot send at all now (no such cloud partition, ...)
     dirty: bool = False
     oldest_ts: int | None = None  # timestamp of the first unforwarded batch, when known
+    # grouping (see the module docstring); plan: merged groups [start, end) at or after the cursor
+    plan: list[tuple[int, int]] = field(default_factory=list)
+    plan_end: int = 0
+    durable_plan_end: int = 0
+    singles_left: int = 0
 
     def __post_init__(self) -> None:
         self.acked = self.frontier = self.cursor
         self.acked_seq = self.frontier_seq = self.seq
+        self.plan_end = max(self.plan_end, self.cursor)
+        self.durable_plan_end = max(self.durable_plan_end, self.cursor)
 
     # --- checkpoint --------------------------------------------------------------------------
 
@@ -86,13 +104,17 @@ class Lane:
 
     def record(self) -> dict[str, Any]:
         return {"v": FORMAT_VERSION, "topic": self.topic, "partition": self.partition, "cloud": self.cloud_topic,
-                "pid": self.pid, "epoch": self.epoch, "cursor": self.acked, "seq": self.acked_seq, "lost": self.lost}
+                "pid": self.pid, "epoch": self.epoch, "cursor": self.acked, "seq": self.acked_seq, "lost": self.lost,
+                "plan": [[a, b] for a, b in self.plan if b > self.acked], "plan_end": max(self.plan_end, self.acked)}
 
     @classmethod
     def from_record(cls, stream_id: int, rec: dict[str, Any], cloud_topic: str, priority: int) -> Lane:
         lane = cls(stream_id, rec["topic"], rec["partition"], cloud_topic, priority, cursor=rec["cursor"],
                    seq=rec["seq"], pid=rec["pid"], epoch=rec["epoch"], lost=rec.get("lost", 0),
-                   durable_pid=rec["pid"], durable_epoch=rec["epoch"])
+                   durable_pid=rec["pid"], durable_epoch=rec["epoch"],
+                   plan=[(a, b) for a, b in rec.get("plan", ())], plan_end=rec.get("plan_end", rec["cursor"]),
+                   durable_plan_end=rec.get("plan_end", rec["cursor"]),
+                   singles_left=MAX_UNCONFIRMED)  # what the last run may have sent past plan_end
         # Same destination and a producer id: resume it (resends deduplicate). Otherwise restart.
         lane.needs_start = rec["pid"] < 0 or rec["cloud"] != cloud_topic
         return lane
@@ -101,6 +123,8 @@ class Lane:
         """`rec` (from record()) is durable now."""
         self.cursor, self.seq = rec["cursor"], rec["seq"]
         self.durable_pid, self.durable_epoch = rec["pid"], rec["epoch"]
+        self.durable_plan_end = rec["plan_end"]
+        self.plan = [g for g in self.plan if g[1] > self.cursor]
         sent = self.sent
         while sent and sent[0].acked and sent[0].end <= self.cursor:
             sent.popleft()
@@ -117,19 +141,75 @@ class Lane:
                 and now >= self.retry_at and len(self.sent) < MAX_UNCONFIRMED
                 and (self.pid, self.epoch) == (self.durable_pid, self.durable_epoch))
 
-    def take(self) -> tuple[bytes, SentBatch]:
-        batch = self.buffer.popleft()
-        h = read_header(batch)
-        sb = SentBatch(h.base_offset, h.last_offset + 1, self.frontier_seq, h.records_count, len(batch))
+    def next_group(self, merge_bytes: int) -> tuple[str, int]:
+        """The group starting at `frontier` (the buffer must not be empty):
+        (SEND, n): the first n buffered batches; (READ, 0): buffer more, its batches are not all
+        there; (WAIT, 0): it is a merged group whose plan is not durable yet (checkpoint, then send)."""
+        f = self.frontier
+        if f < self.plan_end:  # fixed grouping
+            group = next((g for g in self.plan if g[0] == f), None)
+            if group is None:
+                return SEND, 1
+            n = self._batches_until(group[1])
+            if n == 0:
+                return READ, 0
+            return (SEND, n) if group[1] <= self.durable_plan_end else (WAIT, 0)
+        if self.singles_left > 0 or merge_bytes <= 0:
+            return SEND, 1
+        if len(self.buffer) <= MAX_UNCONFIRMED - len(self.sent):
+            return SEND, 1  # room to send all of it now: merging (a checkpoint first) would only add latency
+        # Free to choose: plan merged groups over what is buffered, send them once that is durable.
+        planned = 0
+        start, i, batches = f, 0, list(self.buffer)
+        while i < len(batches) and planned < MAX_PLANNED:
+            n, size = 0, 0
+            while (i + n < len(batches) and mergeable(batches[i + n])
+                   and size + len(batches[i + n]) <= merge_bytes):
+                size += len(batches[i + n])
+                n += 1
+            if n < 2:
+                break
+            end = read_header(batches[i + n - 1]).last_offset + 1
+            self.plan.append((start, end))
+            self.plan_end = end
+            start, i = end, i + n
+            planned += 1
+        if planned == 0:
+            return SEND, 1
+        self.dirty = True
+        return WAIT, 0
+
+    def _batches_until(self, end: int) -> int:
+        for i, b in enumerate(self.buffer):
+            if read_header(b).last_offset + 1 >= end:
+                return i + 1
+        return 0
+
+    def take(self, n: int = 1) -> tuple[list[bytes], SentBatch]:
+        """Take the next group of `n` buffered batches (as next_group said) and account for it."""
+        batches = [self.buffer.popleft() for _ in range(n)]
+        first, last = read_header(batches[0]), read_header(batches[-1])
+        count = first.records_count if n == 1 else sum(read_header(b).records_count for b in batches)
+        sb = SentBatch(first.base_offset, last.last_offset + 1, self.frontier_seq, count,
+                       sum(len(b) for b in batches), parts=n)
+        if sb.end > self.plan_end:  # a single batch past the fixed grouping: fixed from now on
+            self.plan_end = sb.end
+            self.singles_left = max(self.singles_left - 1, 0)
         self.sent.append(sb)
         self.frontier = sb.end
-        self.frontier_seq = (self.frontier_seq + h.records_count) & _SEQ_MASK
+        self.frontier_seq = (self.frontier_seq + count) & _SEQ_MASK
         self.outstanding += 1
-        return batch, sb
+        return batches, sb
+
+    @property
+    def read_from(self) -> int:
+        """Where the next read continues: after the buffered batches."""
+        return read_header(self.buffer[-1]).last_offset + 1 if self.buffer else self.frontier
 
     def add_read(self, batches: list[bytes]) -> None:
+        start = self.read_from
         for b in batches:
-            if read_header(b).last_offset >= self.frontier:
+            if read_header(b).last_offset >= start:
                 self.buffer.append(b)
 
     def on_success(self, sb: SentBatch) -> bool:
@@ -187,6 +267,8 @@ class Lane:
         self.pid, self.epoch = pid, epoch
         self.acked_seq = self.frontier_seq = 0
         self.frontier = self.acked
+        # A fresh producer: no batch of it exists anywhere, any grouping will do.
+        self.plan, self.plan_end, self.durable_plan_end, self.singles_left = [], self.acked, self.acked, 0
         self.buffer.clear()
         self.sent.clear()  # the new cursor (= acked) covers them once the checkpoint lands
         self.needs_start = False
@@ -199,5 +281,7 @@ class Lane:
         self.acked = self.frontier = log_start
         self.frontier_seq = self.acked_seq
         self.buffer.clear()
+        self.plan = [g for g in self.plan if g[0] >= log_start]
+        self.plan_end = max(self.plan_end, log_start)
         self.dirty = True
         return lost

@@ -31,7 +31,7 @@ def test_topic_lifecycle_from_the_command_line(appliance):
 
     p = Producer({"bootstrap.servers": appliance.bootstrap})
     for i in range(3):
-        p.produce("cli.orders", b"v%d" % i, partition=1)
+        p.produce("cli.orders", b"v%d" % i, key=b"k%d" % i, partition=1)  # a compacted topic needs keys
     assert p.flush(15) == 0
 
     r = millstream(url, "topics", "list")

@@ -126,11 +126,11 @@ def test_cost_reads_measurements_from_the_admin_api(admin):
     assert json.loads(r.stdout)["designs"] == from_file["designs"]
 
 
-def test_cost_says_when_the_admin_api_has_no_measurements_yet(admin):
+def test_cost_says_when_the_admin_api_has_no_measurements(admin):
     url = admin(False)
     r = ms("cost", "--admin", url)
     assert r.returncode == 2
-    assert f"the admin API at {url} does not serve /api/v1/measurements yet" in r.stderr
+    assert f"the admin API at {url} does not serve /api/v1/measurements (an older appliance?)" in r.stderr
 
 
 def test_config_check_prints_streams_and_inventory_findings():

@@ -4,6 +4,7 @@ Every knob is an environment variable, so the same tests serve both runs:
 
     FAULTS_LONG=1                  switch every default below to its long value
     FAULTS_CRASH_ITERATIONS=N      kill -9 / restart cycles under load (CI 10, long 100)
+    FAULTS_MQTT_CRASH_ITERATIONS=N kill -9 / restart cycles under paho QoS 1 load into Kafka (CI 6, long 100)
     FAULTS_TORN_ITERATIONS=N       corrupt-the-WAL-tail / restart cycles (CI 6, long 50)
     FAULTS_FUZZ_FRAMES=N           hostile frames sent to a live broker (CI 20000, long 1000000)
     FAULTS_HYPOTHESIS_EXAMPLES=N   examples per property test (CI 200, long 20000)
@@ -26,6 +27,7 @@ LONG = os.environ.get("FAULTS_LONG", "") not in ("", "0")
 
 _DEFAULTS = {  # name: (CI, long)
     "FAULTS_CRASH_ITERATIONS": (10, 100),
+    "FAULTS_MQTT_CRASH_ITERATIONS": (6, 100),
     "FAULTS_TORN_ITERATIONS": (6, 50),
     "FAULTS_FUZZ_FRAMES": (20_000, 1_000_000),
     "FAULTS_HYPOTHESIS_EXAMPLES": (200, 20_000),

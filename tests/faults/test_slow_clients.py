@@ -6,6 +6,7 @@ The bounds asserted here are the ones stated in bench/RESULTS.md.
 
 from __future__ import annotations
 
+import resource
 import socket
 import struct
 import time
@@ -15,9 +16,11 @@ from confluent_kafka import Producer
 
 from appliance.kafka.protocol import codec
 from appliance.kafka.protocol import messages as m
+from appliance.mqtt.codec import MQTT_5, MQTT_311
 from tests.e2e.test_confluent_kafka import create_topic
 from tests.faults import kafka_wire as wire
 from tests.faults.load import read_partitions
+from tests.faults.mqtt_wire import PahoClient, mqtt_socket, read_connack
 from tests.faults.scale import report
 
 MIB = 1 << 20
@@ -132,24 +135,53 @@ def test_stuck_consumers_keep_memory_bounded_and_others_unaffected(make_applianc
     assert during_s < max(5.0, 5 * baseline_s), f"healthy client took {during_s:.1f}s (baseline {baseline_s:.1f}s)"
 
 
+IDLE = 2000  # idle connections per protocol
+
+
 def test_thousands_of_idle_connections_cost_little_and_do_not_disturb(make_appliance):
-    app = make_appliance().start()
+    """2000 idle Kafka sockets and 2000 connected, silent MQTT clients; the appliance starts with the
+    common soft fd limit of 1024 and must raise it itself to hold them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 1024), hard))
+    try:
+        app = make_appliance().start()  # inherits the low limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft < 2 * IDLE + 500:  # this process holds the client ends
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * IDLE + 500), hard))
+    assert "fd_limit_raised" in app.log_text()
     create_topic(app.bootstrap, "healthy", 1)
     baseline_s = healthy_roundtrip(app.bootstrap, "healthy")
+    paho = PahoClient(app.mqtt_port, "healthy-mqtt", MQTT_5)
+    assert paho.connected.wait(10) and paho.reason == 0
+    paho.roundtrip()
     before = peak_rss_kib(app.proc.pid)
-    idle = [wire.connect(app.kafka_port) for _ in range(2000)]
+    idle = [wire.connect(app.kafka_port) for _ in range(IDLE)]
     try:
-        wait_for(lambda: metric(app, "millstream_kafka_connections") >= 2000, 30, "2000 accepted connections")
+        wait_for(lambda: metric(app, "millstream_kafka_connections") >= IDLE, 30, f"{IDLE} accepted connections")
+        after_kafka = peak_rss_kib(app.proc.pid)
+        for i in range(IDLE):
+            version = MQTT_5 if i % 2 else MQTT_311
+            s = mqtt_socket(app.mqtt_port, f"idle-{i}", version)
+            idle.append(s)
+            assert read_connack(s, version).reason_code == 0
+        wait_for(lambda: metric(app, "millstream_mqtt_connections_current") >= IDLE, 30, f"{IDLE} MQTT clients")
+        after_mqtt = peak_rss_kib(app.proc.pid)
         during_s = healthy_roundtrip(app.bootstrap, "healthy")
-        per_conn_kib = (peak_rss_kib(app.proc.pid) - before) / 2000
+        paho.roundtrip()
         assert wire.api_versions_ok(app.kafka_port)
     finally:
         for s in idle:
             s.close()
+        paho.close()
+    kafka_kib = (after_kafka - before) / IDLE
+    mqtt_kib = (after_mqtt - after_kafka) / IDLE
     wait_for(lambda: metric(app, "millstream_kafka_connections") < 10, 30, "idle connections to close")
-    report("2000 idle connections", iterations=1, acknowledged=400, lost=0, duplicates=0,
-           rss_per_idle_connection_kib=round(per_conn_kib, 1), healthy_roundtrip_s=round(during_s, 3))
-    assert per_conn_kib < 48, f"{per_conn_kib:.0f} KiB per idle connection"
+    report(f"{IDLE} idle Kafka + {IDLE} idle MQTT connections", iterations=1, acknowledged=450, lost=0,
+           duplicates=0, rss_per_idle_kafka_connection_kib=round(kafka_kib, 1),
+           rss_per_idle_mqtt_connection_kib=round(mqtt_kib, 1), healthy_roundtrip_s=round(during_s, 3))
+    assert kafka_kib < 48, f"{kafka_kib:.0f} KiB per idle Kafka connection"
+    assert mqtt_kib < 48, f"{mqtt_kib:.0f} KiB per idle MQTT connection"
     assert during_s < max(5.0, 5 * baseline_s)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -117,3 +118,40 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0,
     finally:
         c.close()
     return out
+
+
+def wait_for_log(app, text: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until `text` appears `count` times in an ApplianceProcess's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.log_text().count(text) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} x{count} not in the log:\n{app.log_text()[-3000:]}")
+
+
+class Mosquitto:
+    """A real Mosquitto broker on a loopback port (the config lives in the test's tmp dir)."""
+
+    def __init__(self, tmp_path, port: int) -> None:
+        self.port = port
+        self.conf = tmp_path / "mosquitto.conf"
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = open(tmp_path / "mosquitto.log", "ab")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Mosquitto:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                Client(self.port, "probe").close()
+                return self
+            except (OSError, TimeoutError):
+                time.sleep(0.1)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)

@@ -2,46 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-
-import pytest
-
-from tests.harness import ApplianceProcess, free_port
-from tests.ingest.helpers import Client, read_topic, write_config
-
-
-class Mosquitto:
-    def __init__(self, tmp_path, port: int) -> None:
-        self.port = port
-        self.conf = tmp_path / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        self.log = open(tmp_path / "mosquitto.log", "ab")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Mosquitto:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                Client(self.port, "probe").close()
-                return self
-            except (OSError, TimeoutError):
-                time.sleep(0.1)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
-@pytest.fixture
-def mosquitto(tmp_path):
-    m = Mosquitto(tmp_path, free_port()).start()
-    yield m
-    m.stop()
-    m.log.close()
+from tests.harness import ApplianceProcess
+from tests.ingest.helpers import Client, read_topic, wait_for_log, write_config
 
 
 def _config(port: int) -> str:
@@ -63,19 +25,10 @@ key = "{{#}}"
 """
 
 
-def _wait_for_log(app: ApplianceProcess, text: str, count: int = 1, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.log_text().count(text) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} x{count} not in the log:\n{app.log_text()[-3000:]}")
-
-
 def test_bridge_ingests_upstream_messages_and_resumes_its_session(tmp_path, mosquitto):
     app = ApplianceProcess(tmp_path / "data", config=write_config(tmp_path, _config(mosquitto.port))).start()
     try:
-        _wait_for_log(app, "bridge_subscribed")
+        wait_for_log(app, "bridge_subscribed")
         local = Client(app.mqtt_port, "hmi")
         local.subscribe("up/factory/#", 1)
         dev = Client(mosquitto.port, "upstream-device")
@@ -92,7 +45,7 @@ def test_bridge_ingests_upstream_messages_and_resumes_its_session(tmp_path, mosq
         for i in range(10, 20):
             assert dev.publish(f"factory/line{i % 2}/temp", b"a%d" % i, 1) == 0
         app.start()
-        _wait_for_log(app, "session_present=True")
+        wait_for_log(app, "session_present=True")
         msgs = read_topic(app.bootstrap, "bridged", 20)
         assert [m.value() for m in msgs] == [b"a%d" % i for i in range(20)]
         dev.close()
@@ -100,9 +53,9 @@ def test_bridge_ingests_upstream_messages_and_resumes_its_session(tmp_path, mosq
         # The upstream broker goes away and comes back: the bridge reconnects with back-off.
         subscribed = app.log_text().count("bridge_subscribed")
         mosquitto.stop()
-        _wait_for_log(app, "bridge_disconnected")
+        wait_for_log(app, "bridge_disconnected")
         mosquitto.start()
-        _wait_for_log(app, "bridge_subscribed", count=subscribed + 1, timeout=15)
+        wait_for_log(app, "bridge_subscribed", count=subscribed + 1, timeout=15)
         dev = Client(mosquitto.port, "upstream-device-2")
         assert dev.publish("factory/line9/temp", b"after", 1) == 0
         dev.close()

@@ -224,6 +224,22 @@ def test_reader_splits_a_stream_of_packets():
     assert got == packets
 
 
+def test_pending_size_announces_the_head_packet_once_its_fixed_header_is_in():
+    packets = [Publish("t", bytes(n), 1, packet_id=1) for n in (0, 120, 20_000, 3_000_000)]
+    for p in packets:
+        data = encode(p, MQTT_5)
+        reader = PacketReader(version=MQTT_5, max_packet_size=1 << 24)
+        sizes = []
+        for i in range(len(data) - 1):  # byte by byte up to the last: the size, once known, is exact
+            reader.feed(data[i:i + 1])
+            sizes.append(reader.pending_size())
+            if i > 8:
+                break
+        header_len = next(i for i in range(1, 5) if not data[i] & 0x80) + 1  # type byte + varint
+        assert sizes[0] is None
+        assert set(sizes[header_len - 1:]) == {len(data)}, (sizes, header_len)
+
+
 def test_errors_are_protocol_errors_carrying_codes():
     assert issubclass(MalformedPacket, ProtocolError)
     assert MalformedPacket("x").reason_code == 0x81

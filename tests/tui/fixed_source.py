@@ -8,9 +8,21 @@ import time
 
 from appliance.admin.client import AdminAPIError
 from appliance.admin.models import (
+    Alert,
+    Certificate,
+    Certificates,
     Clients,
+    ConduitLink,
+    CostReport,
+    DenialRecord,
+    DenialStats,
     GroupInfo,
     GroupMember,
+    HandshakeRefusal,
+    InventoryFinding,
+    InventoryReport,
+    InventoryStream,
+    IssuedCertificate,
     KafkaConnection,
     KafkaCounters,
     Listener,
@@ -21,6 +33,11 @@ from appliance.admin.models import (
     PartitionInfo,
     PartitionLag,
     RecordHeader,
+    Revocation,
+    RevokedCertificate,
+    RulesReload,
+    SecurityListener,
+    SecurityStatus,
     Status,
     StorageInfo,
     TailRecord,
@@ -28,7 +45,13 @@ from appliance.admin.models import (
     TopicInfo,
     UplinkStatus,
     UplinkTopic,
+    ZoneInfo,
+    decode,
 )
+from appliance.cost.model import Workload, compare
+from appliance.cost.prices import load_price_sheet
+from appliance.cost.render import to_json
+from appliance.inventory.measurements import TopicMeasurement
 from tui.panes import Rates
 
 DEFAULTS = {"cleanup.policy": "delete", "max.message.bytes": "1048588", "message.timestamp.type": "CreateTime",
@@ -43,15 +66,24 @@ def status() -> Status:
     return Status(
         role="plant", version="0.1.0", node_id=1, cluster_id="snapshot-cluster", uptime_s=UPTIME,
         listeners=[Listener("kafka", "0.0.0.0:9092"), Listener("admin", "127.0.0.1:9644")],
-        health="warning", warnings=["WAL uses 83% of its disk budget (7.1 of 8.6 GB); producers are pushed back at 100%"],
+        health="error", warnings=[a.message for a in ALERTS],
         topics=3, partitions=7, records_total=RECORDS, stored_bytes=STORED,
-        kafka=KafkaCounters(connections=4, requests_total=52_310, errors_total=1),
+        kafka=KafkaCounters(connections=4, requests_total=52_310, errors_total=1), alerts=list(ALERTS),
     )
+
+
+ALERTS = (
+    Alert("object_store", "critical", "object store unreachable for 95s, uploads failing: upload data/0042.obj: "
+                                      "connection refused; 6.6 GiB wait in the WAL", "s3://plant1-bucket"),
+    Alert("disk_budget", "warning", "WAL uses 83% of its disk budget (6.6 GiB of 8.0 GiB); producers are pushed back at 100%"),
+    Alert("certificate_expiring", "warning", "certificate cell-line3/press-7 expires in 3 days, 2026-11-21T07:06:40Z "
+                                             "(serial 5e1f0a9c33d2)", "cell-line3/press-7"),
+)
 
 
 def storage() -> StorageInfo:
     return StorageInfo(wal_bytes=7_130_000_000, wal_segments=107, unuploaded_bytes=7_130_000_000,
-                       durable_appends=40_211, fsyncs=9_877, last_error=None, wal_budget_bytes=8 << 30,
+                       durable_appends=40_211, fsyncs=9_877, last_error="upload data/0042.obj: connection refused", wal_budget_bytes=8 << 30,
                        streams=8, stored_bytes=STORED)
 
 
@@ -136,6 +168,30 @@ class FixedSource:
     async def resume_uplink(self) -> UplinkStatus:
         return uplink()
 
+    async def security(self) -> SecurityStatus:
+        return security()
+
+    async def certificates(self) -> Certificates:
+        return certificates()
+
+    async def issue_certificate(self, zone, id, *, days=365, kind="client") -> IssuedCertificate:
+        return IssuedCertificate("77aa00112233", zone, id, kind, "2027-11-18T07:06:40Z",
+                                 f"/var/lib/millstream/pki/out/{zone}.{id}/{id}.crt",
+                                 f"/var/lib/millstream/pki/out/{zone}.{id}/{id}.key")
+
+    async def revoke_certificate(self, serial, reason="unspecified") -> Revocation:
+        return Revocation([RevokedCertificate(serial, "cell-line3/press-7", reason)])
+
+    async def reload_rules(self) -> RulesReload:
+        raise AdminAPIError(400, "rules rejected, the previous rules stay in force: rules.toml:31: conduit "
+                                 "'broken': missing required key 'to'")
+
+    async def cost(self, *, scale=None, retention=None) -> CostReport:
+        return cost()
+
+    async def inventory(self) -> InventoryReport:
+        return inventory()
+
     async def close(self) -> None:
         return None
 
@@ -201,3 +257,80 @@ def tail(topic: str, partition: int, offset: int | None, limit: int | None) -> T
     start = 84_540 if offset is None else offset
     shown = [r for r in records if r.offset >= start][: limit or 50]
     return TailResult(topic, partition, 0, 84_589, start, 84_589, shown)
+
+
+def security() -> SecurityStatus:
+    def link(zone, listener, conduit, ops, resources, ids=()):
+        return ConduitLink(zone, listener, conduit, list(ops), list(resources), list(ids))
+
+    links = [
+        link("plant-apps", "kafka-plant", "apps", ["produce", "consume", "create_topic"], ["apps.*", "group {id}-*"]),
+        link("cell-line3", "mqtt-cell", "line3-telemetry", ["publish"], ["uns/acme/plant1/line3/{id}/#"]),
+        link("cell-line3", "mqtt-cell", "line3-commands", ["subscribe"], ["uns/acme/plant1/line3/{id}/cmd/#"]),
+        link("ops", "admin", "ops-admin", ["admin"], []),
+        link("local", "kafka-local", "local-tools", ["produce", "consume"], ["*", "group *"]),
+        link("it", "kafka-cloud", "it-reads", ["consume"], ["plant1.*"]),
+    ]
+    recent = [
+        DenialRecord(LOG_T0 + 10, "plant-apps/mes-1", "3b9c", "plant-apps", "kafka-plant", "produce", "secret.recipes",
+                     None, "no conduit allows it"),
+        DenialRecord(LOG_T0 + 42, "cell-line3/press-7", "5e1f", "cell-line3", "mqtt-cell", "publish",
+                     "uns/acme/plant1/line3/press-9/temp", None, "no conduit allows it"),
+        DenialRecord(LOG_T0 + 70, "(anonymous)", None, "local", "kafka-local", "delete_topic", "apps.orders",
+                     "no-deletes", "denied by no-deletes"),
+    ]
+    return SecurityStatus(
+        authorization="on", rules_file="/etc/millstream/rules.toml", rules_loaded_at=LOG_T0, reloads=1, allowed=90_211,
+        zones=[ZoneInfo("plant-apps", 2), ZoneInfo("cell-line3", 2), ZoneInfo("ops", 3), ZoneInfo("local")],
+        listeners=[SecurityListener("kafka-plant", "kafka", "mtls"), SecurityListener("kafka-local", "kafka", "plaintext", "local"),
+                   SecurityListener("mqtt-cell", "mqtt", "mtls", "cell-line3"), SecurityListener("admin", "admin", "plaintext", "ops")],
+        links=links, deny_rules=["no-deletes"],
+        denials=DenialStats(total=14, dropped=11, capacity=1000,
+                            by_op={"produce": 9, "publish": 4, "delete_topic": 1},
+                            by_listener={"kafka-plant": 9, "mqtt-cell": 4, "kafka-local": 1},
+                            by_zone={"plant-apps": 9, "cell-line3": 4, "local": 1},
+                            by_rule={"default-deny": 13, "no-deletes": 1}, recent=recent),
+        handshake_refusals=[HandshakeRefusal("kafka-plant", "certificate revoked", 2)],
+    )
+
+
+def certificates() -> Certificates:
+    def cert(serial, zone, id_, not_after, days_left, status="valid", kind="client", revoked=False):
+        return Certificate(serial, zone, id_, f"{zone}/{id_}", kind, "2026-01-01T00:00:00Z", not_after, revoked,
+                           status, "2026-11-10T09:00:00Z" if revoked else None, days_left)
+
+    return Certificates([
+        cert("1a2b3c4d5e6f708192a3", "millstream-server", "millstream", "2029-02-20T07:06:40Z", 817.0, kind="server"),
+        cert("3b9c11d2e3f4a5b6c7d8", "plant-apps", "mes-1", "2027-11-18T07:06:40Z", 365.0),
+        cert("5e1f0a9c33d2e4f5a6b7", "cell-line3", "press-7", "2026-11-21T07:06:40Z", 3.0),
+        cert("6c2d9e8f7a6b5c4d3e2f", "cell-line3", "press-9", "2026-11-10T07:06:40Z", -8.0, status="expired"),
+        cert("7d3e0f1a2b3c4d5e6f70", "ops", "laptop-eng", "2027-05-01T00:00:00Z", 163.7, status="revoked", revoked=True),
+    ], expiry_warning_days=30.0)
+
+
+MEASURED = (  # a plant's figures, priced with the built-in sheet through the real model
+    TopicMeasurement("plant1.line3.alarms", 1_200, 2_400, 2, 8.0, 1, 700_000_000, 2_592_000),
+    TopicMeasurement("plant1.line3.telemetry", 4_200_000, 12_600_000, 3, 2.2, 4, 98_000_000_000, 86_400),
+    TopicMeasurement("plant1.mes.orders", 3_000, 6_000, 2, 3.0, 2, 3_600_000_000, None),
+)
+
+
+def cost() -> CostReport:
+    doc = to_json(compare(Workload.from_measurements(MEASURED), load_price_sheet()))
+    doc["measured_s"] = 3600.0
+    return decode(CostReport, doc)
+
+
+def inventory() -> InventoryReport:
+    return InventoryReport(
+        streams=[InventoryStream("plant1.line3.*", "plant_edge", True, False, "line3 controls", "PLCs on line 3",
+                                 86_400.0, ["historian"], ["plant1.line3.alarms", "plant1.line3.telemetry"], 4_201_200.0),
+                 InventoryStream("plant1.interlock", "cloud", True, True, None, "safety PLC", 86_400.0)],
+        findings=[InventoryFinding("error", "plant1.interlock", "local-action-over-wan",
+                                   "a local action depends on it, but placement = cloud puts it behind the uplink"),
+                  InventoryFinding("warning", "plant1.interlock", "no-owner", "no data owner: set owner = \"team or person\""),
+                  InventoryFinding("warning", "plant1.mes.orders", "unowned",
+                                   "carries 2.9 KiB/s in, 5.9 KiB/s out but no [[streams]] entry declares it"),
+                  InventoryFinding("info", "plant1.line3.*", "outage-rate",
+                                   "at the measured 4.0 MiB/s a 1d outage needs 338.1 GiB of plant disk")],
+        unowned=["plant1.mes.orders"], counts={"error": 1, "warning": 2, "info": 1}, worst_wan_outage_s=86_400.0)

@@ -154,3 +154,25 @@ def test_groups_screen_shows_lag_per_partition(appliance):
             assert ["lagging", "0", "4", "10", "6"] in rows and ["lagging", "1", "5", "5", "0"] in rows
 
     asyncio.run(scenario())
+
+
+def test_cost_tab_draws_the_bar_chart_from_live_measurements(appliance):
+    AdminClient(appliance.admin_url).create_topic("line3.telemetry", 2)
+    produce(appliance, "line3.telemetry", 200)
+
+    async def scenario() -> None:
+        app = console(appliance.admin_url)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("8")
+            await until(pilot, lambda: "(a) broker-attached RF3" in screen_text(app), what="cost chart")
+            text = screen_text(app)
+            assert "8 Cost" in text and "(b) object storage" in text
+            assert "no [[streams]]" in text and "unowned: line3.telemetry" in text and "1 warning" in text
+            rows = {line.split("│")[1].split()[0]: line for line in text.splitlines()
+                    if line.startswith("│ ") and line.count("│") >= 3}
+            assert "█" in rows["brokers"] and "█" in rows["total"]  # bars on both sides
+            assert "█" in rows["block"].split("│")[1] or "▏" in rows["block"].split("│")[1]
+            costs = app.query_one("#cost-lines").row_count
+            assert costs > 8  # every line item of both designs in the table below the chart
+
+    asyncio.run(scenario())

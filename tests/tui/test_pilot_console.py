@@ -142,7 +142,7 @@ def test_logs_tab_follows_the_appliance_log(appliance):
     async def scenario() -> None:
         app = console(appliance.admin_url)
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("6")
+            await pilot.press("7")
             await until(pilot, lambda: "ready role=plant" in screen_text(app), what="the start-up lines")
             assert "following" in screen_text(app)
             await asyncio.to_thread(AdminClient(appliance.admin_url).create_topic, "logged.topic", 1)

@@ -59,7 +59,7 @@ def test_run_tui_in_tmux_starts_shows_the_overview_and_q_stops_it(tmp_path):
     tmux = Tmux()
     try:
         tmux("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", "sh", "-c", script)
-        screen = tmux.wait_for("Overview [1]")
+        screen = tmux.wait_for("1 Overview")
         screen = tmux.wait_for("plant node 1")  # the console reached the in-process admin API
         assert "kafka 127.0.0.1:" in screen and "storage OK" in screen
         assert tmux("display-message", "-p", "-t", "console", "#{alternate_on}").strip() == "1"
@@ -71,7 +71,7 @@ def test_run_tui_in_tmux_starts_shows_the_overview_and_q_stops_it(tmp_path):
         # the terminal is back: normal screen, cursor shown, the TUI's frame gone
         assert tmux("display-message", "-p", "-t", "console", "#{alternate_on} #{cursor_flag}").split() == ["0", "1"]
         screen = tmux.screen()
-        assert "millstream: stopped; logs are in" in screen and "Overview [1]" not in screen
+        assert "millstream: stopped; logs are in" in screen and "1 Overview" not in screen
         log = (data_dir / "millstream.log").read_text()
         assert "event=ready" in log and "event=console_closed" in log and "event=stopped" in log
         assert not (data_dir / "run" / "ready.json").exists()  # a clean stop

@@ -22,6 +22,7 @@ async def settle(pilot) -> None:
 
 
 def test_overview(snap_compare):
+    # With three warnings, one critical: they come first, in a red frame.
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=settle)
 
 
@@ -82,7 +83,7 @@ def test_uplink_pause_confirmation(snap_compare):
 
 
 def test_logs(snap_compare):
-    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "6"))
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "7"))
 
 
 async def open_tail(pilot) -> None:
@@ -114,3 +115,36 @@ def test_replay_dialog(snap_compare):
         await pilot.press("o", *"84541")
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_security_conduits(snap_compare):
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "6"))
+
+
+def test_security_denials(snap_compare):
+    async def run_before(pilot) -> None:
+        await tab(pilot, "6")
+        await pilot.press("v")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_security_certificates(snap_compare):
+    async def run_before(pilot) -> None:
+        await tab(pilot, "6")
+        await pilot.press("v", "v")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_issue_certificate_dialog(snap_compare):
+    async def run_before(pilot) -> None:
+        await tab(pilot, "6")
+        await pilot.press("i", *"cell-line3", "tab", *"press-8", "tab", *["backspace"] * 3, *"90")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_cost(snap_compare):
+    """Inventory findings and the side-by-side monthly cost as a bar chart (built by the real model)."""
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "8"))

@@ -43,10 +43,23 @@ class StallingMeta:
         return await self.meta.allocate(counter, count)
 
 
-def _settings(cloud) -> UplinkSettings:
+def _settings(cloud, **kw) -> UplinkSettings:
     return UplinkSettings(enabled=True, bootstrap=(cloud.bootstrap,), site="s", create_topics=True,
                           forward=(ForwardRule("line1.x", None, "{site}.{topic}", 0),),
-                          reconnect_backoff=0.05, reconnect_backoff_max=0.3, request_timeout=5, connect_timeout=2)
+                          reconnect_backoff=0.05, reconnect_backoff_max=0.3, request_timeout=5, connect_timeout=2, **kw)
+
+
+class CursorStallingMeta(StallingMeta):
+    """Lets plan-only checkpoints land, hangs any that would move a lane's cursor past `hold`."""
+
+    def __init__(self, meta, hold: int) -> None:
+        super().__init__(meta)
+        self.hold = hold
+
+    async def put_many(self, ns, entries):
+        if any(k.startswith("lane.") and v and v["cursor"] > self.hold for k, v in entries.items()):
+            await trio.sleep_forever()
+        await self.meta.put_many(ns, entries)
 
 
 async def _append(logs, sid: int, batches: int, per_batch: int, tag: str) -> None:
@@ -72,7 +85,7 @@ async def test_resend_after_losing_the_checkpoints_is_deduplicated_by_the_cloud(
         await _append(storage.logs, sid, 10, 10, "a")
 
         meta = StallingMeta(storage.meta)
-        fw = Forwarder(_settings(appliance), storage.logs, meta, topics)
+        fw = Forwarder(_settings(appliance, merge_bytes=0), storage.logs, meta, topics)  # single batches
         with trio.CancelScope() as crash:
             nursery.start_soon(fw.run)
             await _wait(lambda: sid in fw.lanes and fw.lanes[sid].cursor == 100)
@@ -104,6 +117,46 @@ async def test_resend_after_losing_the_checkpoints_is_deduplicated_by_the_cloud(
     got = await trio.to_thread.run_sync(read_topic, appliance.bootstrap, "s.line1.x", 300)
     assert [v for _, _, _, v in got] == [f"a-{i}".encode() for i in range(100)] + [f"b-{i}".encode() for i in range(200)]
     assert await trio.to_thread.run_sync(watermarks, appliance.bootstrap, "s.line1.x", 1) == [300]
+
+
+async def test_merged_batches_resent_after_a_crash_are_the_same_and_deduplicated(tmp_path, appliance):
+    storage = open_local_storage(tmp_path / "plant", StorageSettings(fsync=False))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        topics = TopicCatalog(storage.meta, storage.logs)
+        sid = (await topics.create("line1.x", 1)).streams[0]
+        await _append(storage.logs, sid, 120, 1, "a")  # one-record batches, as from a trickle of MQTT
+        meta = CursorStallingMeta(storage.meta, hold=0)
+        fw = Forwarder(_settings(appliance, merge_bytes=1000), storage.logs, meta, topics)
+        with trio.CancelScope() as crash:
+            nursery.start_soon(fw.run)
+            await _wait(lambda: sid in fw.lanes and fw.lanes[sid].unacked == 0 and len(fw.lanes[sid].sent) == MAX_UNCONFIRMED)
+            lane = fw.lanes[sid]
+            await trio.sleep(0.3)
+            assert lane.cursor == 0 and lane.acked > MAX_UNCONFIRMED and fw.merged_batches == MAX_UNCONFIRMED
+            sent_before = lane.acked
+            crash.cancel()  # acknowledged merged batches; only their plan is durable
+        nursery.cancel_scope.cancel()
+    storage.abandon()
+    assert await trio.to_thread.run_sync(watermarks, appliance.bootstrap, "s.line1.x", 1) == [sent_before]
+    storage = open_local_storage(tmp_path / "plant", StorageSettings(fsync=False))
+    rec = storage.meta.get(NAMESPACE, f"lane.{sid}")
+    assert rec["cursor"] == 0 and len(rec["plan"]) > MAX_UNCONFIRMED
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        topics = TopicCatalog(storage.meta, storage.logs)
+        topics.load()
+        await _append(storage.logs, sid, 30, 1, "b")
+        # A different merge size now: the durable plan, not the setting, decides the resent groups.
+        fw = Forwarder(_settings(appliance, merge_bytes=3000), storage.logs, storage.meta, topics)
+        await nursery.start(fw.run)
+        await _wait(lambda: sid in fw.lanes and fw.lanes[sid].cursor == 150)
+        assert fw.producer_starts == 0  # the resent groups matched what the cloud had: no sequence error
+        nursery.cancel_scope.cancel()
+    await storage.close()
+    got = await trio.to_thread.run_sync(read_topic, appliance.bootstrap, "s.line1.x", 150)
+    assert [v for _, _, _, v in got] == [f"a-{i}".encode() for i in range(120)] + [f"b-{i}".encode() for i in range(30)]
+    assert await trio.to_thread.run_sync(watermarks, appliance.bootstrap, "s.line1.x", 1) == [150]
 
 
 async def test_cloud_losing_the_producer_state_restarts_the_lane_under_a_new_epoch(tmp_path, appliance):

@@ -11,7 +11,7 @@ from appliance.errors import ConfigError
 from appliance.kafka.records import build_batch, decode_records, read_header, validate_batch
 from appliance.uplink.bandwidth import TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import rewrite_producer
+from appliance.uplink.client.batches import merge_batches, mergeable, rewrite_producer
 from appliance.uplink.client.errors import Handling, UnsupportedApiError, classify
 from appliance.uplink.client.versions import negotiate, pick
 
@@ -36,6 +36,28 @@ def test_rewrite_changes_only_the_producer_fields_and_keeps_the_crc_valid():
     assert out[61:] == original[61:]  # the records are byte-for-byte the same
     assert [(r.key, r.value, r.headers) for r in decode_records(out)] == [
         (b"k1", b"v1", (("h", b"x"),)), (b"k2", None, ())]
+
+
+def test_merging_keeps_every_record_and_its_timestamp_as_one_valid_idempotent_batch():
+    parts = [
+        build_batch([(b"k1", b"v1", (("h", b"x"),))], timestamp_ms=5000, base_offset=10),
+        build_batch([(None, b"v2" * 300, ()), (b"k3", None, (("a", None), ("b", b"")))], timestamp_ms=[4990, 7000],
+                    base_offset=11, producer_id=4, producer_epoch=0, base_sequence=3),
+        build_batch([(b"k4", b"", ())], timestamp_ms=6000, base_offset=13),
+    ]
+    assert all(mergeable(b) for b in parts)
+    out = merge_batches(parts, 77, 3, 2_147_483_000)
+    h = validate_batch(out)  # the broker's own checks: CRC, lastOffsetDelta + 1 == recordsCount
+    assert (h.records_count, h.last_offset_delta, h.base_offset, h.attributes) == (4, 3, 0, 0)
+    assert (h.producer_id, h.producer_epoch, h.base_sequence) == (77, 3, 2_147_483_000)
+    assert (h.base_timestamp, h.max_timestamp) == (5000, 7000)
+    want = [(r.timestamp, r.key, r.value, r.headers) for b in parts for r in decode_records(b)]
+    got = decode_records(out)
+    assert [(r.timestamp, r.key, r.value, r.headers) for r in got] == want
+    assert [r.offset for r in got] == [0, 1, 2, 3]
+    assert merge_batches(parts, 77, 3, 5) == merge_batches(parts, 77, 3, 5)  # deterministic
+    assert not mergeable(build_batch([(b"k", b"v", ())], timestamp_ms=1, attributes=1))  # gzip: sent as is
+    assert not mergeable(build_batch([(b"k", b"v", ())], timestamp_ms=1, attributes=0x08))  # LogAppendTime
 
 
 def test_backoff_grows_to_the_cap_with_jitter_and_resets():

@@ -15,9 +15,11 @@ VERSIONS = (0, 4)
 
 TOPIC, BROKER = 2, 4
 SOURCE_TOPIC, SOURCE_STATIC_BROKER, SOURCE_DEFAULT = 1, 4, 5
-TYPE_BOOLEAN, TYPE_STRING, TYPE_INT, TYPE_LONG, TYPE_LIST = 1, 2, 3, 5, 7
+TYPE_BOOLEAN, TYPE_STRING, TYPE_INT, TYPE_LONG, TYPE_DOUBLE, TYPE_LIST = 1, 2, 3, 5, 6, 7
 _TOPIC_TYPES = {"cleanup.policy": TYPE_LIST, "retention.ms": TYPE_LONG, "retention.bytes": TYPE_LONG,
-                "max.message.bytes": TYPE_INT, "message.timestamp.type": TYPE_STRING}
+                "max.message.bytes": TYPE_INT, "message.timestamp.type": TYPE_STRING,
+                "delete.retention.ms": TYPE_LONG, "min.compaction.lag.ms": TYPE_LONG,
+                "min.cleanable.dirty.ratio": TYPE_DOUBLE}
 
 R = m.DescribeConfigsResponse
 Result = R.DescribeConfigsResult

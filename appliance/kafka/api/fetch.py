@@ -33,8 +33,19 @@ READ_COMMITTED = 1
 FETCH_MAX_BYTES = 55 << 20
 
 
-async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchResponse, int, dict[int, int]]:
+class _Read:
+    """One pass over the request: the response, its size, the streams to wait on, bytes per topic."""
+
+    __slots__ = ("response", "total", "interests", "by_topic")
+
+    def __init__(self, response: m.FetchResponse, total: int, interests: dict[int, int],
+                 by_topic: dict[str, int]) -> None:
+        self.response, self.total, self.interests, self.by_topic = response, total, interests, by_topic
+
+
+async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> _Read:
     broker = ctx.broker
+    by_topic: dict[str, int] = {}
     by_id = ctx.api_version >= 13
     budget = min(req.max_bytes, FETCH_MAX_BYTES) if req.max_bytes > 0 else FETCH_MAX_BYTES
     total = 0
@@ -77,6 +88,8 @@ async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchR
                                    high_watermark=-1, records=b""))
                 continue
             size = sum(len(b) for b in batches)
+            if size:
+                by_topic[topic.name] = by_topic.get(topic.name, 0) + size
             total += size
             budget -= size
             if not batches:
@@ -86,7 +99,16 @@ async def _read_once(ctx: RequestContext, req: m.FetchRequest) -> tuple[m.FetchR
                                aborted_transactions=aborted, preferred_read_replica=-1,
                                records=batches if batches else b""))
         responses.append(TopicR(topic=t.topic, topic_id=t.topic_id, partitions=parts))
-    return R(throttle_time_ms=0, error_code=0, session_id=0, responses=responses), total, interests
+    return _Read(R(throttle_time_ms=0, error_code=0, session_id=0, responses=responses), total, interests, by_topic)
+
+
+def _sent(ctx: RequestContext, read: _Read) -> m.FetchResponse:
+    """The response going out: its bytes count as egress in the live per-topic rates."""
+    if read.by_topic:
+        meter, now = ctx.broker.meter, ctx.broker.monotonic()
+        for name, size in read.by_topic.items():
+            meter.add_out(name, size, now)
+    return read.response
 
 
 async def _wait_any(ctx: RequestContext, interests: dict[int, int]) -> None:
@@ -107,12 +129,11 @@ async def handle(ctx: RequestContext, req: m.FetchRequest) -> m.FetchResponse:
     max_wait = min(max(req.max_wait_ms, 0) / 1000, ctx.broker.kafka.fetch_max_wait_cap)
     deadline = trio.current_time() + max_wait
     while True:
-        resp, total, interests = await _read_once(ctx, req)
-        if (total >= max(req.min_bytes, 1) or not interests or trio.current_time() >= deadline
+        read = await _read_once(ctx, req)
+        if (read.total >= max(req.min_bytes, 1) or not read.interests or trio.current_time() >= deadline
                 or ctx.broker.draining.is_set()):
-            return resp
+            return _sent(ctx, read)
         with trio.move_on_at(deadline):
-            await _wait_any(ctx, interests)
+            await _wait_any(ctx, read.interests)
         if trio.current_time() >= deadline:
-            resp, _, _ = await _read_once(ctx, req)
-            return resp
+            return _sent(ctx, await _read_once(ctx, req))

@@ -28,9 +28,10 @@ from appliance.errors import (
     StorageError,
     StreamNotFoundError,
 )
-from appliance.kafka import records
+from appliance.kafka import compression, records
 from appliance.kafka.api import authz
 from appliance.kafka.api.context import RequestContext
+from appliance.kafka.compression import CodecUnavailable
 from appliance.kafka.error_codes import ErrorCode
 from appliance.kafka.protocol import messages as m
 from appliance.logs import get_logger
@@ -83,21 +84,38 @@ def _append_partition(ctx: RequestContext, topic, index: int, data) -> _Outcome:
     for h in headers:
         if h.is_control or h.is_transactional:
             return out.fail(ErrorCode.INVALID_RECORD, "transactional and control batches are not supported")
+    if topic.compacted:
+        for b in batches:
+            try:
+                keyless = records.has_keyless_record(b, compression.decompress)
+            except CodecUnavailable:
+                keyless = False  # cannot look inside here: let it in (compaction keeps such batches whole)
+            except (CorruptRecordError, OSError, EOFError, ValueError) as e:
+                return out.fail(ErrorCode.CORRUPT_MESSAGE, f"records do not decode: {e}")
+            if keyless:
+                return out.fail(ErrorCode.INVALID_RECORD, "compacted topic cannot accept a record without a key")
     out.records = sum(h.records_count for h in headers)
     now = broker.now_ms()
-    for batch in batches:
-        try:
-            out.appends.append(broker.logs.append(stream, batch, now_ms=now))
-        except DuplicateBatchError as e:
-            # An idempotent retry of a batch we already have: answer with its original offsets.
-            out.appends.append(AppendResult(e.base_offset, e.last_offset, -1, broker.logs.offsets(stream).log_start, True))
-        except ProducerStateError as e:
-            return out.fail(e.kafka_code, str(e))
-        except StorageError as e:
-            return out.fail(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
-        except StreamNotFoundError:
-            return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
-    return out
+    appended = 0
+    try:
+        for batch in batches:
+            try:
+                out.appends.append(broker.logs.append(stream, batch, now_ms=now))
+                appended += len(batch)
+            except DuplicateBatchError as e:
+                # An idempotent retry of a batch we already have: answer with its original offsets.
+                out.appends.append(AppendResult(e.base_offset, e.last_offset, -1,
+                                                broker.logs.offsets(stream).log_start, True))
+            except ProducerStateError as e:
+                return out.fail(e.kafka_code, str(e))
+            except StorageError as e:
+                return out.fail(ErrorCode.KAFKA_STORAGE_ERROR, str(e))
+            except StreamNotFoundError:
+                return out.fail(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, None)
+        return out
+    finally:
+        if appended:  # once per partition, for the live per-topic rates (inventory/meter.py)
+            broker.meter.add_in(topic.name, appended, broker.monotonic())
 
 
 def stage(ctx: RequestContext, req: m.ProduceRequest) -> Awaitable[m.ProduceResponse | None] | m.ProduceResponse | None:

@@ -32,6 +32,20 @@ class PacketReader:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    def pending_size(self) -> int | None:
+        """Total size of the packet at the head of the buffer once its fixed header has arrived
+        (it may still be incomplete), else None. Lets the adapter budget a large packet early."""
+        buf = self._buf
+        start = self._pos
+        avail = len(buf) - start
+        length = 0
+        for i in range(1, min(avail, 5)):
+            b = buf[start + i]
+            length |= (b & 0x7F) << (7 * (i - 1))
+            if not b & 0x80:
+                return i + 1 + length
+        return None
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._pos and self._pos == len(self._buf):
             self._buf.clear()

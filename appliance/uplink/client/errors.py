@@ -28,7 +28,19 @@ class ConnectionLostError(KafkaClientError):
 
 
 class NoBrokerAvailableError(ConnectionLostError):
-    """None of the bootstrap addresses (or the node asked for) accepted a connection."""
+    """None of the bootstrap addresses (or the node asked for) accepted a connection. `tls` is
+    the last TLS refusal among the attempts, if any."""
+
+    tls: TlsError | None = None
+
+
+class TlsError(ConnectionLostError):
+    """The TLS handshake failed or the cloud refused our certificate. `reason` is short and stable
+    (security/tls.py: "peer_refused:certificate_revoked", "unknown_ca", "hostname_mismatch", ...)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class UnsupportedApiError(KafkaClientError):

@@ -14,7 +14,8 @@ every request still waiting on it with ConnectionLostError: their outcome is unk
 caller resends (the idempotent sequence numbers make that safe). Reconnection is lazy: the next
 request opens a new connection. Back-off between attempts is the caller's policy.
 
-`connect(host, port)` is injectable: the mTLS work wraps the TCP stream there.
+`connect(host, port)` is injectable: `tls.UplinkTls.connect` wraps the TCP stream in TLS there.
+A TLS refusal fails requests with TlsError (a ConnectionLostError carrying a short reason).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from appliance.uplink.client.errors import (
     ConnectionLostError,
     KafkaClientError,
     NoBrokerAvailableError,
+    TlsError,
     error_name,
 )
+from appliance.uplink.client.tls import tls_failure
 from appliance.uplink.client.versions import (
     API_VERSIONS,
     CREATE_TOPICS,
@@ -108,6 +111,7 @@ class BrokerConnection:
         self.node_id = node_id
         self.closed = False
         self.close_reason: str | None = None
+        self.close_error: KafkaClientError | None = None  # what requests fail with once closed
         self._slots: dict[int, _Slot] = {}
         self._send_lock = trio.Lock()
         self._reader_scope = trio.CancelScope()
@@ -127,31 +131,37 @@ class BrokerConnection:
                             slot.event.set()
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError,
                     MalformedResponseError, KafkaClientError) as e:
-                self.close(f"{type(e).__name__}: {e}")
+                tls = tls_failure(e)  # e.g. the cloud's alert refusing our certificate
+                self.close(str(tls) if tls else f"{type(e).__name__}: {e}", error=tls)
         if not self.closed:
             self.close("reader stopped")
         await trio.aclose_forcefully(self.stream)
 
-    def close(self, reason: str) -> None:
+    def close(self, reason: str, error: KafkaClientError | None = None) -> None:
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
-        err = ConnectionLostError(f"connection to {self.address} lost: {reason}")
+        err = self.close_error = error or ConnectionLostError(f"connection to {self.address} lost: {reason}")
         for slot in self._slots.values():
             slot.error = err
             slot.event.set()
         self._slots.clear()
         self._reader_scope.cancel()
 
+    def _closed_error(self) -> KafkaClientError:
+        if isinstance(self.close_error, TlsError):
+            return TlsError(str(self.close_error), self.close_error.reason)
+        return ConnectionLostError(f"connection to {self.address} lost: {self.close_reason}")
+
     async def send(self, api_key: int, message: Any, *, version: int | None = None) -> _Slot:
         """Write one request; the returned slot is filled by the reader. Frames leave in call order."""
         if self.closed:
-            raise ConnectionLostError(f"connection to {self.address} lost: {self.close_reason}")
+            raise self._closed_error()
         slot = _Slot()
         async with self._send_lock:
             if self.closed:
-                raise ConnectionLostError(f"connection to {self.address} lost: {self.close_reason}")
+                raise self._closed_error()
             # Encode under the lock: the connection expects responses in the order frames go out.
             corr, frame = (self.conn.api_versions_request(version) if api_key == API_VERSIONS
                            else self.conn.request(api_key, message, version))
@@ -159,8 +169,11 @@ class BrokerConnection:
             try:
                 await self.stream.send_all(frame)
             except BaseException as e:  # a partly written frame leaves the stream unusable
-                self.close(f"send failed: {type(e).__name__}: {e}")
+                tls = tls_failure(e)
+                self.close(str(tls) if tls else f"send failed: {type(e).__name__}: {e}", error=tls)
                 if isinstance(e, (OSError, trio.BrokenResourceError, trio.ClosedResourceError)):
+                    if isinstance(self.close_error, TlsError):  # the reader saw the cloud's refusal first
+                        raise self._closed_error() from e
                     raise ConnectionLostError(f"connection to {self.address} lost: {e}") from e
                 raise
         return slot
@@ -252,6 +265,7 @@ class KafkaClient:
                 self._any = bc
                 return bc
         problems = []
+        tls: TlsError | None = None
         n = len(self.bootstrap_addresses)
         for i in range(n):
             hp = self.bootstrap_addresses[(self._next_bootstrap + i) % n]
@@ -261,8 +275,12 @@ class KafkaClient:
                 return self._any
             except (OSError, KafkaClientError) as e:
                 problems.append(f"{hp}: {e}")
+                if isinstance(e, TlsError):
+                    tls = e
         self._next_bootstrap = (self._next_bootstrap + 1) % n
-        raise NoBrokerAvailableError("no bootstrap address reachable: " + "; ".join(problems))
+        err = NoBrokerAvailableError("no bootstrap address reachable: " + "; ".join(problems))
+        err.tls = tls  # the last TLS refusal, for the uplink's status
+        raise err
 
     async def node(self, node_id: int | None) -> BrokerConnection:
         """The connection to a broker node (opened on demand), or any broker for None/unknown ids."""

@@ -228,3 +228,26 @@ async def test_offline_started_node_is_fenced_if_the_bucket_moved_on(tmp_path):
         assert "took over" in st.status().last_error
         with pytest.raises(StorageError, match="no longer writes"):
             await produce(st, a, 1)
+
+
+async def test_store_outage_is_reported_while_it_lasts(tmp_path):
+    """status().store_error says the object store is failing (the admin warnings read it) and
+    clears once a call succeeds again, with last_error."""
+    store = FaultyObjectStore(MemoryObjectStore())
+    async with running_tier(tmp_path / "d", store, upload_interval=0.05) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 5)
+        assert st.status().store_error is None and st.status().store_error_s == 0
+        store.outage = True
+        await produce(st, a, 5)
+        with trio.fail_after(10):
+            while st.status().store_error is None:
+                await trio.sleep(0.02)
+        await trio.sleep(0.1)
+        down = st.status()
+        assert "injected outage" in down.store_error and down.store_error_s > 0 and down.last_error
+        store.outage = False
+        with trio.fail_after(10):
+            while st.status().unuploaded_bytes or st.status().store_error:
+                await trio.sleep(0.02)
+        assert st.status().last_error is None and st.status().store_error_s == 0
