@@ -132,7 +132,7 @@ def test_object_store_outage_pushes_back_then_drains_with_nothing_lost(make_appl
             assert st.last_error and "S3" in st.last_error, st.last_error
             backlog = st.unuploaded_bytes
             status = _status(app)
-            assert status.health != "ok" and any("object store" in w for w in status.warnings), status.warnings
+            assert status.health == "error" and any(a.kind == "object_store" for a in status.alerts), status.warnings
             # No acks while pushed back; an MQTT 5 QoS 1 publisher is told "quota exceeded".
             stalled = load.acked_count()
             assert _mqtt_puback_reason(app.mqtt_port, bytes(64 << 10)) == 0x97  # larger than what is left
@@ -158,7 +158,9 @@ def test_object_store_outage_pushes_back_then_drains_with_nothing_lost(make_appl
             _wait("the WAL to drain", lambda half=backlog // 2: (s := _storage(app)).unuploaded_bytes < half
                   and s.wal_bytes < BUDGET * 0.9, timeout=90)
             drain_times.append(time.monotonic() - restored)
-            _wait("the outage to clear in status", lambda: _status(app).health == "ok", timeout=30)
+            # (a disk-budget warning may remain while the WAL drains under load; the outage is gone)
+            _wait("the outage to clear in status", lambda: not any(a.kind in ("object_store", "storage")
+                                                                   for a in _status(app).alerts), timeout=30)
             assert _storage(app).extra["store_error"] is None
             assert _mqtt_puback_reason(app.mqtt_port) == 0
     finally:
