@@ -69,6 +69,8 @@ DATA_PREFIX = "data/"
 BACKOFF_START = 0.05
 BACKOFF_MAX = 5.0
 READ_CHUNK = 1 << 20
+MAINTENANCE_ERROR = "maintenance: "  # last_error prefixes: cleared when that work succeeds again
+DELETE_ERROR = "delete "
 ORPHAN_SCAN_EVERY = 10  # maintenance passes between orphan scans (and one at start)
 
 
@@ -505,11 +507,14 @@ class ObjectTier:
         except FencedError as e:
             self._on_fenced(e)
         except StorageError as e:
-            self.last_error = f"maintenance: {e}"
+            self.last_error = f"{MAINTENANCE_ERROR}{e}"
             log.warning("maintenance_failed", error=str(e))
         except Exception as e:  # a bug must not stop maintenance for good: say it, try next pass
-            self.last_error = f"maintenance: {e!r}"
+            self.last_error = f"{MAINTENANCE_ERROR}{e!r}"
             log.error("maintenance_failed", error=repr(e))
+        else:
+            if self.last_error is not None and self.last_error.startswith(MAINTENANCE_ERROR):
+                self.last_error = None  # a whole pass went through: that failure is over
         self._passes += 1
 
     async def apply_retention(self) -> bool:
@@ -638,9 +643,11 @@ class ObjectTier:
                 await self.store.delete(key)
                 self.cache.forget(key)
                 self.objects_deleted += 1
+                if self.last_error is not None and self.last_error.startswith(DELETE_ERROR):
+                    self.last_error = None  # deletes work again
             except StorageError as e:
                 keep.append((due, key))
-                self.last_error = f"delete {key}: {e}"
+                self.last_error = f"{DELETE_ERROR}{key}: {e}"
         self._doomed = keep
         if orphans and self.fenced is None and self.manifests.claimed:
             referenced = {o.key for o in self.manifest.objects.values()}

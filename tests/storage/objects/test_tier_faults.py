@@ -141,3 +141,21 @@ async def test_log_compaction_reports_a_corrupt_object_and_maintenance_goes_on(t
         assert st.tier._passes == passes + 1 and st.tier.last_error is None
         assert list(st.tier.corrupt) == [victim] and st.status().corrupt_objects == 1
         assert st.tier.key_compactor.runs == 0 and victim in store.objects
+
+
+async def test_a_failed_maintenance_pass_leaves_no_error_once_a_pass_succeeds(tmp_path):
+    # Found by the long outage scenario: a maintenance pass during an outage set last_error, which
+    # nothing cleared, so `health` stayed "error" after the store came back.
+    from appliance.storage.objects import FaultyObjectStore
+
+    store = FaultyObjectStore(MemoryObjectStore())
+    async with running_tier(tmp_path / "d", store) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 5)
+        await st.tier.upload_all()
+        store.outage = True
+        await st.tier.maintain()
+        assert st.status().last_error.startswith("maintenance: ")
+        store.outage = False
+        await st.tier.maintain()
+        assert st.status().last_error is None
