@@ -82,7 +82,8 @@ units: venv
 bench: deps
 	$(PY) bench/kafka_produce_consume.py
 
-# Reliability harness (tests/faults/): crash loops, full disk, torn WAL, stuck clients, hostile input.
+# Reliability harness (tests/faults/): crash loops, full disk, torn WAL, object-store outage and
+# corruption, WAN cuts with crashes on either side, stuck clients, hostile input.
 # The short version also runs in `make test`; the long one (100 kills, 1M hostile frames, ...) takes
 # about half an hour and appends its figures to bench/faults-report.jsonl for bench/RESULTS.md.
 faults: $(VENV)/.test-installed

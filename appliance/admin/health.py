@@ -105,6 +105,12 @@ def storage_alerts(st: StorageInfo) -> list[Alert]:
         out.append(Alert("object_store", "critical",
                          f"object store unreachable for {since:.0f}s, uploads failing: {store_error}; "
                          f"{human_bytes(st.unuploaded_bytes)} wait in the WAL", url))
+    corrupt = int(st.extra.get("corrupt_objects") or 0)
+    if corrupt:
+        out.append(Alert("object_store", "critical",
+                         f"{corrupt} corrupt object(s) in {url}: their ranges cannot be read "
+                         f"({st.extra.get('corrupt_reads', 0)} reads refused); last: {st.extra.get('last_corruption')}",
+                         url))
     if st.last_error and st.last_error != store_error and not st.extra.get("fenced"):
         out.append(Alert("storage", "critical", f"storage error: {st.last_error}"))
     budget = st.wal_budget_bytes

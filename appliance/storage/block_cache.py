@@ -39,20 +39,30 @@ class BlockCache:
         if idx is not None:
             self._indexes.move_to_end(key)
             return idx
-        tail_len = min(size, INDEX_TAIL)
-        tail = await self.store.get(key, size - tail_len, tail_len)
-        footer = so.decode_footer(tail)
-        start = footer.index_position - (size - tail_len)
-        if start >= 0:
-            raw = tail[start : start + footer.index_length]
-        else:
-            raw = await self.store.get(key, footer.index_position, footer.index_length)
-        idx = so.decode_index(raw, footer)
+        try:
+            idx = await self._read_index(key, size)
+        except so.StreamObjectError as e:
+            e.key = key
+            raise
         self._indexes[key] = idx
         while len(self._indexes) > self._index_entries:
             self._indexes.popitem(last=False)
         return idx
 
+    async def _read_index(self, key: str, size: int) -> list[so.BlockEntry]:
+        tail_len = min(size, INDEX_TAIL)
+        tail = await self.store.get(key, size - tail_len, tail_len)
+        if len(tail) != tail_len:  # a truncated object: its footer is not where the manifest says
+            raise so.StreamObjectError(f"object holds fewer bytes than its {size} in the manifest")
+        footer = so.decode_footer(tail)
+        if footer.index_position + footer.index_length > size - so.FOOTER_SIZE:
+            raise so.StreamObjectError("object index runs past the footer")
+        start = footer.index_position - (size - tail_len)
+        if start >= 0:
+            raw = tail[start : start + footer.index_length]
+        else:
+            raw = await self.store.get(key, footer.index_position, footer.index_length)
+        return so.decode_index(raw, footer)
     def forget(self, key: str) -> None:
         self._indexes.pop(key, None)
         for k in [k for k in self._blocks if k[0] == key]:
@@ -76,9 +86,15 @@ class BlockCache:
             end += blocks[j].length
             j += 1
         raw = await self.store.get(key, entry.position, end - entry.position)
-        for e in blocks[i:j]:
+        for k, e in enumerate(blocks[i:j]):
             part = raw[e.position - entry.position : e.position - entry.position + e.length]
-            so.check_block(e, part)
+            try:
+                so.check_block(e, part)
+            except so.StreamObjectError as err:
+                if k == 0:
+                    err.key = key
+                    raise
+                break  # a damaged read-ahead block: not cached, reported when it is asked for
             self._put((key, e.position), part)
         return raw if j == i + 1 else raw[: entry.length]
 

@@ -128,6 +128,9 @@ class KeyCompactor:
                     committed = await self._commit(m, sid, region, outputs, run.finish(), now)
             except ObjectNotFoundError:
                 committed = False  # an object of the region went away under us: the manifest moved on
+            except so.StreamObjectError as e:  # a corrupt object: reported, the stream left as it is
+                tier._corrupt_found(e.key, f"log compaction of stream {sid}: {e}")
+                committed = False
             except FencedError as e:
                 tier._on_fenced(e)
                 committed = False

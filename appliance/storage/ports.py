@@ -161,6 +161,10 @@ class StorageStatus:
     key_compaction_bytes_in: int = 0
     key_compaction_bytes_out: int = 0
     key_compaction_last_ms: int = 0  # ms since the epoch, 0: never
+    # objects that failed their CRC/format checks when read (the tier refuses their ranges)
+    corrupt_objects: int = 0  # such objects still in the manifest
+    corrupt_reads: int = 0  # reads refused because of them (KAFKA_STORAGE_ERROR to the fetcher)
+    last_corruption: str | None = None  # which object and what was wrong
 
 
 class Storage(Protocol):

@@ -54,7 +54,10 @@ _BATCH = records.HEADER
 
 
 class StreamObjectError(StorageError):
-    """An object's bytes do not check out (wrong magic/version, CRC mismatch, truncated)."""
+    """An object's bytes do not check out (wrong magic/version, CRC mismatch, truncated).
+    `key` names the object when the reader knows it."""
+
+    key = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,11 @@ manifest and are deleted after a grace period (readers in flight may still use t
 compaction merges runs of small objects into one; orphans (uploaded, never committed: a crash
 or a fenced writer) are deleted; old manifests are pruned.
 
+Corruption. An object that fails its checks on read (footer, index or block CRC-32C, a size short of the
+manifest's) is corrupt: the read raises StreamObjectError (KAFKA_STORAGE_ERROR for the fetcher,
+every time: damaged bytes are never cached), the first time per object is logged
+(`object_corrupt`), every time is counted, and compaction leaves the object alone.
+
 Retention only ever removes uploaded data, a range at a time (Kafka removes whole segments the
 same way). `cleanup.policy=compact` (keep the last record per key) runs in the same pass, before
 the object merge: `appliance.storage.key_compactor` rewrites the sealed ranges of compacted
@@ -64,6 +69,8 @@ DATA_PREFIX = "data/"
 BACKOFF_START = 0.05
 BACKOFF_MAX = 5.0
 READ_CHUNK = 1 << 20
+MAINTENANCE_ERROR = "maintenance: "  # last_error prefixes: cleared when that work succeeds again
+DELETE_ERROR = "delete "
 ORPHAN_SCAN_EVERY = 10  # maintenance passes between orphan scans (and one at start)
 
 
@@ -125,6 +132,10 @@ class ObjectTier:
         # While a store call keeps failing (an outage): the latest error and since when (monotonic).
         self.store_error: str | None = None
         self.store_error_since: float | None = None
+        # objects that failed their CRC/format checks on read: key -> what was wrong
+        self.corrupt: dict[str, str] = {}
+        self.corrupt_reads = 0
+        self.last_corruption: str | None = None
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -281,6 +292,8 @@ class ObjectTier:
                 break
             if batches:
                 out.append((sid, batches, pos))
+            if pos < hw and total >= cap:  # this stream was cut short by the cap: more to come
+                return out, True
         return out, False
 
     async def _pack(self, plan: list[tuple[int, list[bytes], int]],
@@ -383,16 +396,19 @@ class ObjectTier:
         return sum(r[2] for r in rs if r[1] < below)
 
     async def read(self, sid: int, offset: int, max_bytes: int) -> list[bytes]:
-        """Whole batches from the one holding `offset` on (at least one, then while they fit)."""
+        """Whole batches from the one holding `offset` on (at least one, then while they fit).
+        An object that fails its checks raises StreamObjectError (counted and logged once)."""
         for attempt in range(3):
             m = self.manifest
             rs, lasts = self.stream_ranges(sid)
             out: list[bytes] = []
             total = 0
             pos = offset
+            key = ""
             try:
                 for i in range(bisect_left(lasts, pos), len(rs)):
                     o = m.objects[rs[i][4]]
+                    key = o.key
                     idx = await self.cache.index(o.key, o.size)
                     blocks = [e for e in idx if e.stream_id == sid]
                     for j, e in enumerate(blocks):
@@ -413,9 +429,34 @@ class ObjectTier:
                 if attempt == 2:
                     raise
                 await trio.sleep(0.05)  # compacted or deleted under us: the manifest has moved on
+            except so.StreamObjectError as e:
+                if out:
+                    return out  # serve what checked out before the damage; the next fetch gets the error
+                self._corrupt_found(e.key or key, f"stream {sid} offset {pos}: {e}")
+                raise
         return []
 
+    def _corrupt_found(self, key: str, detail: str) -> None:
+        """An object failed its CRC/format checks: count every time, log once per object."""
+        self.corrupt_reads += 1
+        self.last_corruption = f"{key}: {detail}"
+        if key not in self.corrupt:
+            self.corrupt[key] = detail
+            log.error("object_corrupt", key=key, detail=detail, store=self.store.url)
+
+    def corrupt_objects(self) -> list[str]:
+        """Keys of corrupt objects the manifest still references."""
+        live = {o.key for o in self.manifest.objects.values()}
+        return sorted(k for k in self.corrupt if k in live)
+
     async def offset_for_timestamp(self, sid: int, timestamp: int, log_start: int) -> tuple[int, int] | None:
+        try:
+            return await self._offset_for_timestamp(sid, timestamp, log_start)
+        except so.StreamObjectError as e:
+            self._corrupt_found(e.key, f"stream {sid} timestamp lookup: {e}")
+            raise
+
+    async def _offset_for_timestamp(self, sid: int, timestamp: int, log_start: int) -> tuple[int, int] | None:
         m = self.manifest
         rs, _ = self.stream_ranges(sid)
         for _base, last, _n, max_ts, oid in rs:
@@ -466,11 +507,14 @@ class ObjectTier:
         except FencedError as e:
             self._on_fenced(e)
         except StorageError as e:
-            self.last_error = f"maintenance: {e}"
+            self.last_error = f"{MAINTENANCE_ERROR}{e}"
             log.warning("maintenance_failed", error=str(e))
         except Exception as e:  # a bug must not stop maintenance for good: say it, try next pass
-            self.last_error = f"maintenance: {e!r}"
+            self.last_error = f"{MAINTENANCE_ERROR}{e!r}"
             log.error("maintenance_failed", error=repr(e))
+        else:
+            if self.last_error is not None and self.last_error.startswith(MAINTENANCE_ERROR):
+                self.last_error = None  # a whole pass went through: that failure is over
         self._passes += 1
 
     async def apply_retention(self) -> bool:
@@ -527,31 +571,41 @@ class ObjectTier:
                 return False
             m = self.manifest
             ordered = sorted(m.objects.items(), key=lambda kv: kv[1].order)
-            if sum(1 for _oid, o in ordered if o.size < s.compact_small_bytes) < s.compact_min_objects:
+
+            def small(o: ObjectEntry) -> bool:  # a corrupt object is left as it is (never merged)
+                return o.size < s.compact_small_bytes and o.key not in self.corrupt
+
+            if sum(1 for _oid, o in ordered if small(o)) < s.compact_min_objects:
                 return False
             run: list[tuple[int, ObjectEntry]] = []
             size = 0
             for oid, o in ordered:
-                if o.size < s.compact_small_bytes and (not run or size + o.size <= s.compact_target_bytes):
+                if small(o) and (not run or size + o.size <= s.compact_target_bytes):
                     run.append((oid, o))
                     size += o.size
                     continue
                 if len(run) >= 2:
                     break
-                run, size = ([(oid, o)], o.size) if o.size < s.compact_small_bytes else ([], 0)
+                run, size = ([(oid, o)], o.size) if small(o) else ([], 0)
             if len(run) < 2:
                 return False
             per_stream: dict[int, list[bytes]] = {}
             for _oid, o in run:
                 data = await self._retry(f"read {o.key}", lambda o=o: self.store.get(o.key))
-                for e in so.read_index(data):
-                    st = m.streams.get(e.stream_id)
-                    if st is None or e.last < st.log_start or e.stream_id not in o.ranges:
-                        continue
-                    block = data[e.position : e.position + e.length]
-                    so.check_block(e, block)
-                    keep = per_stream.setdefault(e.stream_id, [])
-                    keep.extend(b for b in so.iter_batches(block) if so.batch_meta(b)[1] >= st.log_start)
+                try:
+                    if len(data) != o.size:
+                        raise so.StreamObjectError(f"object holds {len(data)} bytes, the manifest says {o.size}")
+                    for e in so.read_index(data):
+                        st = m.streams.get(e.stream_id)
+                        if st is None or e.last < st.log_start or e.stream_id not in o.ranges:
+                            continue
+                        block = data[e.position : e.position + e.length]
+                        so.check_block(e, block)
+                        keep = per_stream.setdefault(e.stream_id, [])
+                        keep.extend(b for b in so.iter_batches(block) if so.batch_meta(b)[1] >= st.log_start)
+                except so.StreamObjectError as e:
+                    self._corrupt_found(o.key, f"compaction: {e}")
+                    return True  # try another run; this object stays out of compaction
             for keep in per_stream.values():  # offset order whatever the objects' `order` (log compaction moves ranges)
                 keep.sort(key=lambda b: so.batch_meta(b)[0])
             new = m.copy()
@@ -589,9 +643,11 @@ class ObjectTier:
                 await self.store.delete(key)
                 self.cache.forget(key)
                 self.objects_deleted += 1
+                if self.last_error is not None and self.last_error.startswith(DELETE_ERROR):
+                    self.last_error = None  # deletes work again
             except StorageError as e:
                 keep.append((due, key))
-                self.last_error = f"delete {key}: {e}"
+                self.last_error = f"{DELETE_ERROR}{key}: {e}"
         self._doomed = keep
         if orphans and self.fenced is None and self.manifests.claimed:
             referenced = {o.key for o in self.manifest.objects.values()}

@@ -174,6 +174,9 @@ class TieredStorage:
             key_compaction_bytes_in=tier.key_compactor.bytes_in,
             key_compaction_bytes_out=tier.key_compactor.bytes_out,
             key_compaction_last_ms=tier.key_compactor.last_run_ms,
+            corrupt_objects=len(tier.corrupt_objects()),
+            corrupt_reads=tier.corrupt_reads,
+            last_corruption=tier.last_corruption,
         )
 
 

@@ -812,6 +812,9 @@ class WalLogStore:
                 await self._fail(groups, e)
                 return False
             self._publish(groups, items, new_fd, new_seg, positions, written, roll)
+        if self.last_error is not None and items:  # writes work again: the error is history
+            log.info("wal_write_recovered", error=self.last_error)
+            self.last_error = None
         return True
 
     def _publish(

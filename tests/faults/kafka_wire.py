@@ -53,6 +53,20 @@ def produce_error(port: int, topic: str, partition: int, values: list[bytes]) ->
         return resp.responses[0].partition_responses[0].error_code
 
 
+def fetch(port: int, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20) -> tuple[int, bytes]:
+    """(error code, records bytes) of one Fetch (v12, by topic name) of one partition."""
+    F = m.FetchRequest
+    req = F(max_wait_ms=0, min_bytes=0, max_bytes=max_bytes, topics=[F.FetchTopic(topic=topic, partitions=[
+        F.FetchTopic.FetchPartition(partition=partition, fetch_offset=offset, partition_max_bytes=max_bytes)])])
+    with connect(port, 30) as s:
+        resp = roundtrip(s, 1, 12, req)
+    part = resp.responses[0].partitions[0]
+    records_ = part.records or b""
+    if isinstance(records_, list):
+        records_ = b"".join(records_)
+    return part.error_code, bytes(records_)
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:

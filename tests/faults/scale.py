@@ -8,6 +8,9 @@ Every knob is an environment variable, so the same tests serve both runs:
     FAULTS_TORN_ITERATIONS=N       corrupt-the-WAL-tail / restart cycles (CI 6, long 50)
     FAULTS_FUZZ_FRAMES=N           hostile frames sent to a live broker (CI 20000, long 1000000)
     FAULTS_HYPOTHESIS_EXAMPLES=N   examples per property test (CI 200, long 20000)
+    FAULTS_STORE_OUTAGES=N         object-store outages under load, the last with a kill -9 (CI 1, long 5)
+    FAULTS_CORRUPT_ROUNDS=N        random object damages read by a cold node, after the fixed one (CI 0, long 20)
+    FAULTS_WAN_ITERATIONS=N        WAN cut + kill -9 of plant or cloud cycles (CI 3, long 50)
     FAULTS_SEED=N                  seed for every random choice (default: fixed, so CI is repeatable)
     FAULTS_REPORT=FILE             append one JSON line of figures per scenario (bench/RESULTS.md)
 """
@@ -28,6 +31,9 @@ _DEFAULTS = {  # name: (CI, long)
     "FAULTS_TORN_ITERATIONS": (6, 50),
     "FAULTS_FUZZ_FRAMES": (20_000, 1_000_000),
     "FAULTS_HYPOTHESIS_EXAMPLES": (200, 20_000),
+    "FAULTS_STORE_OUTAGES": (1, 5),
+    "FAULTS_CORRUPT_ROUNDS": (0, 20),
+    "FAULTS_WAN_ITERATIONS": (3, 50),
 }
 
 

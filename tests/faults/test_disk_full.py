@@ -15,6 +15,7 @@ import uuid
 
 import pytest
 
+from appliance.admin.client import AdminClient
 from tests.e2e.test_confluent_kafka import create_topic
 from tests.faults import kafka_wire as wire
 from tests.faults.load import IdempotentLoad, read_partitions, verify
@@ -89,6 +90,10 @@ def test_full_disk_pushes_back_stays_up_and_recovers_without_loss(small_disk, ma
     freed_at = time.monotonic()
     assert load.wait_for_acks(stalled_from + 1, 30), f"no ack after space returned: {load.errors[:3]}"
     recovery = time.monotonic() - freed_at
+    # The episode is over and the status says so (before the fix the WAL's error stayed for good).
+    with AdminClient(app.admin_url, timeout=10) as admin:
+        status = admin.status()
+    assert status.health == "ok", status.warnings
     time.sleep(1)
     assert load.stop() == 0
     assert not load.errors, load.errors[:5]

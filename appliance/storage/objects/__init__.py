@@ -1,7 +1,7 @@
 """Object stores behind one small port (see `port.py`), and `open_object_store(url)`.
 
 URLs: `file:///abs/dir` (local directory; the default is `<data-dir>/objects`),
-`s3://bucket/prefix?endpoint=http://host:port[&region=..][&secure=..][&ca_file=..]`,
+`s3://bucket/prefix?endpoint=http://host:port[&region=..][&secure=..][&ca_file=..][&timeout=..]`,
 `memory://` (tests only: gone when the process ends).
 """
 

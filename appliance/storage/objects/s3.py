@@ -1,7 +1,9 @@
 """An S3/MinIO object store through the `minio` client.
 
-URL: `s3://BUCKET/PREFIX?endpoint=http://HOST:PORT[&region=R][&secure=true|false][&ca_file=PATH]`
-(https endpoints use TLS; `ca_file` names a PEM bundle for a private CA). Credentials come from
+URL: `s3://BUCKET/PREFIX?endpoint=http://HOST:PORT[&region=R][&secure=true|false][&ca_file=PATH][&timeout=S]`
+(https endpoints use TLS; `ca_file` names a PEM bundle for a private CA; `timeout`, default 30,
+is how many seconds a request may wait for the server before it counts as failed; a store that
+accepts connections and then never answers is noticed after about twice that, one retry included). Credentials come from
 MILLSTREAM_S3_ACCESS_KEY / MILLSTREAM_S3_SECRET_KEY, else from the config.
 
 The minio client blocks, so every call runs in a worker thread (bounded by a limiter).
@@ -15,6 +17,7 @@ create of a key is refused (412 PreconditionFailed).
 
 from __future__ import annotations
 
+import math
 import os
 from functools import partial
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +38,7 @@ ACCESS_KEY_ENV = "MILLSTREAM_S3_ACCESS_KEY"
 SECRET_KEY_ENV = "MILLSTREAM_S3_SECRET_KEY"
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject"}
 _EXISTS = {"PreconditionFailed"}
+DEFAULT_TIMEOUT = 30.0
 
 
 def parse_s3_url(url: str) -> dict[str, object]:
@@ -43,7 +47,7 @@ def parse_s3_url(url: str) -> dict[str, object]:
     if parts.scheme != "s3" or not parts.netloc:
         raise ConfigError("object_store", "storage.object_store", f"expected s3://BUCKET/PREFIX?endpoint=..., got {url!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"endpoint", "region", "secure", "ca_file"}
+    unknown = set(query) - {"endpoint", "region", "secure", "ca_file", "timeout"}
     if unknown:
         raise ConfigError("object_store", "storage.object_store", f"unknown URL parameters {sorted(unknown)}")
     endpoint = query.get("endpoint", "https://s3.amazonaws.com")
@@ -54,6 +58,13 @@ def parse_s3_url(url: str) -> dict[str, object]:
     if "secure" in query:
         secure = query["secure"].lower() in ("1", "true", "yes")
     prefix = parts.path.strip("/")
+    raw_timeout = query.get("timeout")
+    try:
+        timeout = DEFAULT_TIMEOUT if raw_timeout is None else float(raw_timeout)
+    except ValueError:
+        timeout = math.nan
+    if not 0 < timeout <= 3600:
+        raise ConfigError("object_store", "storage.object_store", f"timeout must be 0-3600 seconds, got {raw_timeout!r}")
     return {
         "bucket": parts.netloc,
         "prefix": f"{prefix}/" if prefix else "",
@@ -61,13 +72,15 @@ def parse_s3_url(url: str) -> dict[str, object]:
         "secure": secure,
         "region": query.get("region"),
         "ca_file": query.get("ca_file"),
+        "timeout": timeout,
     }
 
 
 class S3ObjectStore:
     def __init__(self, url: str, *, access_key: str | None = None, secret_key: str | None = None,
-                 threads: int = 16, timeout: float = 30.0, create_bucket: bool = True) -> None:
+                 threads: int = 16, timeout: float | None = None, create_bucket: bool = True) -> None:
         p = parse_s3_url(url)
+        timeout = float(p["timeout"]) if timeout is None else timeout  # type: ignore[arg-type]
         self.bucket = str(p["bucket"])
         self.prefix = str(p["prefix"])
         self.url = url
@@ -156,7 +169,13 @@ class S3ObjectStore:
                 resp.close()
                 resp.release_conn()
 
-        return await self._call(work, "get", key)
+        try:
+            return await self._call(work, "get", key)
+        except ObjectStoreError as e:
+            cause = e.__cause__
+            if isinstance(cause, S3Error) and cause.code == "InvalidRange":
+                return b""  # the range starts past the object's end: a short read, as from a file
+            raise
 
     async def list(self, prefix: str) -> list[ObjectInfo]:
         client, bucket, strip = self._client, self.bucket, len(self.prefix)

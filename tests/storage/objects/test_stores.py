@@ -98,8 +98,12 @@ async def test_s3_unreachable_is_a_store_error():
 def test_urls():
     p = parse_s3_url("s3://plant-a/site/line1?endpoint=https://minio.local:9000&region=eu-west-1&ca_file=/etc/ca.pem")
     assert p == {"bucket": "plant-a", "prefix": "site/line1/", "host": "minio.local:9000", "secure": True,
-                 "region": "eu-west-1", "ca_file": "/etc/ca.pem"}
+                 "region": "eu-west-1", "ca_file": "/etc/ca.pem", "timeout": 30.0}
     assert parse_s3_url("s3://b?endpoint=http://h:1")["prefix"] == ""
+    assert parse_s3_url("s3://b?endpoint=http://h:1&timeout=2.5")["timeout"] == 2.5
+    for bad in ("0", "-1", "nan", "soon", "99999"):
+        with pytest.raises(ConfigError, match="timeout"):
+            parse_s3_url(f"s3://b?endpoint=http://h:1&timeout={bad}")
     with pytest.raises(ConfigError):
         parse_s3_url("s3://b?endpoint=http://h:1&colour=red")
     with pytest.raises(ConfigError):
