@@ -148,7 +148,9 @@ def test_reload_rules_from_the_console(node):
             await until(pilot, lambda: "missing required key 'to'" in screen_text(app), what="the refusal")
             assert "could not reload the rules" in screen_text(app)
             node.rules_path.write_text(good)
-            await pilot.press("r", "y")
+            await pilot.press("r")
+            await until(pilot, lambda: "Reload the rules from" in screen_text(app), what="the question again")
+            await pilot.press("y")
             await until(pilot, lambda: "rules reloaded" in screen_text(app), what="the reload")
             assert AdminClient(admin_url(node)).security().last_reload_error is None
 
