@@ -211,9 +211,13 @@ def rates_line(url: str | None, measured: Any) -> str:
         return ("rates: not measured (pass --admin URL to check the streams against a running "
                 "appliance's live rates)")
     topics = sum(1 for m in measured.topics if m.carries_traffic)
-    span = (f"over the last {format_duration(measured.covered_s)}" if measured.covered_s is not None
-            else "over its measurement window")
-    return f"rates: measured live by {url} {span} ({topics} topic(s) with traffic)"
+    if measured.covered_s is None:
+        span = "over its measurement window"
+    elif measured.window_s and measured.covered_s < measured.window_s:  # just started: rates still settling
+        span = f"over the {format_duration(measured.covered_s)} since it started (window {format_duration(measured.window_s)})"
+    else:
+        span = f"over the last {format_duration(measured.covered_s)}"
+    return f"rates: measured live by {url} {span}: {topics} topic(s) with traffic"
 
 
 def _print_values(values: dict[str, Any], defaulted: list[str]) -> None:
