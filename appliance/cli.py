@@ -156,12 +156,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         return [k for k, v in values.items() if k in fields and _field_default(fields[k]) == v]
 
     defaulted = {name: left_at_default(config.SECTIONS[name], values) for name, values in sections.items()}
-    # Placement checks without live rates (those say "not measured yet"); errors fail the check.
-    findings = check_settings(settings)
+    # Placement checks, against a running appliance's live rates with --admin (else the rate checks
+    # say "not measured yet"); errors fail the check.
+    measured = None
+    if args.admin:
+        measured = _live_measurements(args.admin)
+        if measured is None:
+            return 2
+    findings = check_settings(settings, measured)
     failed = any(f.severity == "error" for f in findings)
+    rates = rates_line(args.admin, measured)
     if args.json:
         print(json.dumps({"file": args.file, "ok": not failed, "settings": sections, "arrays": arrays,
-                          "defaulted": defaulted, "findings": [f.as_dict() for f in findings]}))
+                          "defaulted": defaulted, "findings": [f.as_dict() for f in findings],
+                          "rates": {"admin": args.admin, "measured": measured is not None,
+                                    "covered_s": measured.covered_s if measured else None,
+                                    "window_s": measured.window_s if measured else None}}))
         return 1 if failed else 0
     print(f"{args.file}: OK")
     print("# every effective setting; \"# default\" marks keys the file leaves at their default")
@@ -174,8 +184,40 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         for values in items:
             print(f"[[{section}]]")
             _print_values(values, left_at_default(config.ARRAY_SECTIONS[section], values))
-    print("\n".join(format_findings(findings)))
+    lines = format_findings(findings)
+    lines.insert(1, f"  {rates}")  # under the inventory heading: the settings above stay a valid config
+    print("\n".join(lines))
     return 1 if failed else 0
+
+
+def _live_measurements(url: str) -> Any:
+    """The per-topic rates a running appliance measures (GET /api/v1/measurements), or None after
+    saying why on stderr."""
+    from appliance.cli_cost import fetch_measurements
+    from appliance.inventory.measurements import MeasurementError, measurements_from_json
+
+    try:
+        return measurements_from_json(fetch_measurements(url))
+    except (LookupError, MeasurementError) as e:
+        print(f"millstream: config check: {e}", file=sys.stderr)
+        return None
+
+
+def rates_line(url: str | None, measured: Any) -> str:
+    """What the placement checks were run against, printed before the findings."""
+    from appliance.inventory.units import format_duration
+
+    if measured is None:
+        return ("rates: not measured (pass --admin URL to check the streams against a running "
+                "appliance's live rates)")
+    topics = sum(1 for m in measured.topics if m.carries_traffic)
+    if measured.covered_s is None:
+        span = "over its measurement window"
+    elif measured.window_s and measured.covered_s < measured.window_s:  # just started: rates still settling
+        span = f"over the {format_duration(measured.covered_s)} since it started (window {format_duration(measured.window_s)})"
+    else:
+        span = f"over the last {format_duration(measured.covered_s)}"
+    return f"rates: measured live by {url} {span}: {topics} topic(s) with traffic"
 
 
 def _print_values(values: dict[str, Any], defaulted: list[str]) -> None:
@@ -228,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk = csub.add_parser("check", help="validate a config file and print the effective settings")
     chk.add_argument("file")
     chk.add_argument("--json", action="store_true", help="print JSON (settings, arrays, defaulted keys, findings)")
+    chk.add_argument("--admin", metavar="URL",
+                     help="check the streams against the live rates of the appliance at URL (its admin API)")
     register_security(sub)
     cli_service.register(sub)
     cli_admin.register(sub)  # status, topics, groups, tui: clients of a running appliance's admin API

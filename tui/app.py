@@ -28,8 +28,16 @@ from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from appliance.admin.client import AdminAPIError, AdminUnavailable, AsyncAdminClient
 from appliance.admin.models import UplinkStatus, human_duration_ms
 from tui.clients import ClientsPane
+from tui.commands import OperatorCommands
 from tui.cost import CostPane
-from tui.dialogs import ConfirmDialog, CreateTopicDialog, NewTopic, RetentionDialog
+from tui.dialogs import (
+    ConfirmDialog,
+    CreateTopicDialog,
+    NewTopic,
+    Projection,
+    ProjectionDialog,
+    RetentionDialog,
+)
 from tui.logs import LogsPane
 from tui.panes import GroupsPane, OverviewPane, Rates, TopicsPane
 from tui.security import SecurityPane
@@ -40,7 +48,7 @@ from tui.uplink import UplinkPane
 log = logging.getLogger("millstream.tui")
 
 TAB_ACTIONS = {"create_topic": "topics", "alter_retention": "topics", "delete_topic": "topics",
-               "open_topic": "topics", "toggle_follow_logs": "logs"}
+               "open_topic": "topics", "toggle_follow_logs": "logs", "cost_projection": "cost"}
 
 
 def load_css() -> str:
@@ -51,6 +59,7 @@ def load_css() -> str:
 class MillstreamApp(App[None]):
     TITLE = "Millstream"
     CSS = load_css()
+    COMMANDS = App.COMMANDS | {OperatorCommands}
     # The tab keys show in the tab labels ("2 Topics"), so the footer keeps its room for what
     # the visible tab can do; the tab bar fits 80 columns.
     BINDINGS = [
@@ -69,6 +78,7 @@ class MillstreamApp(App[None]):
         Binding("p", "pause_uplink", "Pause uplink"),
         Binding("u", "resume_uplink", "Resume uplink"),
         Binding("f", "toggle_follow_logs", "Follow"),
+        Binding("e", "cost_projection", "Projection"),
         Binding("f5", "refresh_now", "Refresh", show=False),
         Binding("q", "quit", "Quit"),
     ]
@@ -81,6 +91,7 @@ class MillstreamApp(App[None]):
         self.rates = Rates()
         self.connected: bool | None = None  # None until the first poll answers or fails
         self.uplink_status: UplinkStatus | None = None
+        self.projection: Projection | None = None  # the Cost tab's what-if, None: as measured
         self._polling = False
 
     # --- layout ----------------------------------------------------------------------------------
@@ -161,9 +172,21 @@ class MillstreamApp(App[None]):
         yield SystemCommand("Create topic", "Create a topic", self.action_create_topic)
         yield SystemCommand("Tail topic", "Live records of the selected topic; replay from an offset or time",
                             self._palette_tail)
-        yield SystemCommand("Pause uplink", "Stop forwarding to the cloud (asks first)", self.action_pause_uplink)
-        yield SystemCommand("Resume uplink", "Forward to the cloud again (asks first)", self.action_resume_uplink)
         yield SystemCommand("Follow logs", "Start or stop following the log", self._palette_follow)
+        # The operator actions (certificates, rules, uplink, cost projection): tui/commands.py.
+
+    def run_on_tab(self, tab: str, action: str) -> None:
+        """Show `tab`, then run `action` (an app method, or "security.<method>" of the Security pane)
+        once a poll has brought the tab's data: the command palette's way in."""
+        self.action_show_tab(tab)
+        self._run_on_tab(action)
+
+    @work(group="palette", exclusive=True, exit_on_error=False)
+    async def _run_on_tab(self, action: str) -> None:
+        await self.poll_now()
+        owner, _, name = action.rpartition(".")
+        target = self.query_one(SecurityPane) if owner == "security" else self
+        getattr(target, name)()
 
     def _palette_tail(self) -> None:
         self.action_show_tab("topics")
@@ -213,7 +236,7 @@ class MillstreamApp(App[None]):
                     security_error = e.message  # e.g. 409: no security on this node; the rest still shows
             logs_pane = self.query_one(LogsPane)
             logs = await self.source.logs(after=logs_pane.last_seq) if tab == "logs" else None
-            cost = (await self.source.cost(), await self.source.inventory()) if tab == "cost" else None
+            cost = (await self._cost(), await self.source.inventory()) if tab == "cost" else None
         except AdminAPIError as e:
             self._set_connected(False, e.message)
             return
@@ -242,6 +265,12 @@ class MillstreamApp(App[None]):
             logs_pane.add(logs.lines, logs.last_seq)
         if cost is not None:
             self.query_one(CostPane).show(*cost)
+
+    def _cost(self):
+        p = self.projection
+        if p is None:
+            return self.source.cost()
+        return self.source.cost(scale=p.scale, retention=p.retention_s)
 
     def _show_uplink(self, uplink: UplinkStatus) -> None:
         changed = self.uplink_status is None or (self.uplink_status.enabled, self.uplink_status.paused) != (
@@ -309,6 +338,24 @@ class MillstreamApp(App[None]):
         call = self.source.pause_uplink() if pause else self.source.resume_uplink()
         if await self._do("pause the uplink" if pause else "resume the uplink", call):
             self.notify("uplink paused: forwarding stopped" if pause else "uplink resumed", title="uplink")
+
+    def action_cost_projection(self) -> None:
+        def chosen(p: Projection | None) -> None:
+            if p is not None:
+                self._project_cost(p)
+
+        self.push_screen(ProjectionDialog(self.projection), chosen)
+
+    @work(group="actions", exit_on_error=False)
+    async def _project_cost(self, p: Projection) -> None:
+        # Asked once here, so a projection the appliance refuses is a notification and the tab
+        # keeps what it showed; the polls then ask for the projection that worked.
+        previous, self.projection = self.projection, (None if p.is_baseline else p)
+        call = self.source.cost(scale=p.scale, retention=p.retention_s)
+        if await self._do(f"project the cost {p.label}", call):
+            self.notify("the measured workload" if p.is_baseline else f"projected {p.label}", title="cost")
+        else:
+            self.projection = previous
 
     def action_create_topic(self) -> None:
         def created(result: NewTopic | None) -> None:

@@ -1,6 +1,8 @@
 """The Cost tab: inventory findings, then the live workload's monthly cost on both designs as a
 horizontal bar chart (one row per line item, broker-attached left, object storage right), the line
-items with quantities and unit prices, and the model's assumptions.
+items with quantities and unit prices, and the model's assumptions. With a projection (e: scale
+factor, retention) the chart prices the projected workload and a line above it keeps the
+measured totals.
 
 Textual has no bar chart widget: `cost_chart` draws one with block characters (eighths of a cell)
 into a Static. Pure functions build the text; the pane only places it.
@@ -14,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from appliance.admin.models import CostReport, DesignCostInfo, InventoryReport, human_bytes
+from tui.dialogs import Projection
 from tui.panes import sync_table
 
 CHART_WIDTH = 76  # 80 columns less the panel's border and padding
@@ -128,6 +131,27 @@ def cost_summary(report: CostReport) -> Text:
     return text
 
 
+def report_projection(report: CostReport) -> Projection | None:
+    if not report.projection:
+        return None
+    return Projection(report.projection.get("scale"), report.projection.get("retention_s"))
+
+
+def projection_line(report: CostReport) -> Text | None:
+    """The projected totals next to the measured ones ("x4, retention 14d: (a) ... vs measured (a) ...")."""
+    p = report_projection(report)
+    if p is None:
+        return None
+    base = report.baseline_totals
+    text = Text()
+    text.append(f"{p.label}: ", style="bold yellow")
+    text.append(f"(a) {money(report.broker_attached.total)}  (b) {money(report.object_storage.total)}", style="bold")
+    if base:
+        text.append(f"  vs measured (a) {money(base.get('broker_attached', 0.0))}  "
+                    f"(b) {money(base.get('object_storage', 0.0))}")
+    return text
+
+
 def _span(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -182,8 +206,11 @@ class CostPane(VerticalScroll):
         chart = self.query_one("#cost-chart", Static)
         width = chart.content_size.width or CHART_WIDTH  # inside the border and padding
         findings.update(_lines(findings_lines(inventory), width))
-        chart.border_title = f"monthly cost, {report.price_sheet}"
-        chart.update(_lines([*cost_chart(report, width), cost_summary(report)], width))
+        projected = projection_line(report)
+        chart.border_title = f"monthly cost, {report.price_sheet}" + (", projected (e)" if projected else "")
+        # The projection's line first: at 80x24 the chart's end is below the fold.
+        chart.update(_lines([*([projected] if projected else []), *cost_chart(report, width),
+                             cost_summary(report)], width))
         sync_table(self.query_one("#cost-lines", DataTable),
                    _line_rows(report.broker_attached, "(a)") + _line_rows(report.object_storage, "(b)"))
         self.query_one("#cost-assumptions", Static).update(

@@ -1,4 +1,4 @@
-"""Modal dialogs: confirm, create topic, alter retention. Each returns its result via dismiss()."""
+"""Modal dialogs: confirm, create topic, alter retention, cost projection. Each returns its result via dismiss()."""
 
 from __future__ import annotations
 
@@ -158,6 +158,106 @@ class RetentionDialog(ModalScreen[int | None]):
             self.notify(str(e), severity="error")
             return
         self.dismiss(ms)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The Cost tab's what-if: the measured workload scaled, and/or kept for a different retention."""
+
+    scale: float | None = None  # None: as measured
+    retention_s: float | None = None  # None: each topic's own retention
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.scale is None and self.retention_s is None
+
+    @property
+    def label(self) -> str:
+        parts = ([f"x{self.scale:g}"] if self.scale is not None else []) + (
+            [f"retention {human_duration_ms(round(self.retention_s * 1000))}"] if self.retention_s is not None else [])
+        return ", ".join(parts) or "as measured"
+
+
+def parse_projection(scale_text: str, retention_text: str) -> Projection:
+    """Both fields optional (empty: as measured). ValueError says what is wrong, in the operator's terms."""
+    scale = retention = None
+    if scale_text.strip():
+        try:
+            scale = float(scale_text.strip().lstrip("xX"))
+        except ValueError:
+            raise ValueError(f"scale {scale_text.strip()!r}: give a number such as 4 or 0.5") from None
+        if not 0 < scale < float("inf"):
+            raise ValueError(f"scale must be a number > 0, got {scale_text.strip()!r}")
+    if retention_text.strip():
+        try:
+            ms = parse_retention(retention_text)
+        except ValueError:
+            ms = -2
+        if ms <= 0:  # "forever" has no price: the model needs a window
+            raise ValueError(f"retention {retention_text.strip()!r}: use e.g. 14d, 36h or 90m")
+        retention = ms / 1000
+    return Projection(scale, retention)
+
+
+class ProjectionDialog(ModalScreen[Projection | None]):
+    """Scale factor and retention override for the cost comparison. Apply projects, Clear goes back
+    to the measured workload (an empty Projection), Escape changes nothing (None)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: Projection | None = None) -> None:
+        super().__init__()
+        self.current = current or Projection()
+
+    def compose(self) -> ComposeResult:
+        c = self.current
+        with Vertical(classes="dialog"):
+            yield Label("Cost projection", classes="title")
+            yield Input(value="" if c.scale is None else f"{c.scale:g}", id="scale",
+                        placeholder="scale the measured traffic, e.g. 4 (empty: as measured)")
+            yield Input(value="" if c.retention_s is None else human_duration_ms(round(c.retention_s * 1000)), id="retention",
+                        placeholder="keep every topic for, e.g. 14d (empty: each topic's own)")
+            yield Static("", id="summary", classes="summary")
+            with Horizontal(classes="buttons"):
+                yield Button("Apply", id="apply", variant="primary")
+                yield Button("Clear", id="clear")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#scale", Input).focus()
+        self._update_summary()
+
+    def _read(self) -> Projection:
+        return parse_projection(self.query_one("#scale", Input).value, self.query_one("#retention", Input).value)
+
+    @on(Input.Changed)
+    def _update_summary(self) -> None:
+        summary = self.query_one("#summary", Static)
+        try:
+            p = self._read()
+        except ValueError as e:
+            summary.update(str(e))
+            return
+        summary.update("Price the workload as measured." if p.is_baseline else
+                       f"Price the measured workload {p.label}; the measured totals stay alongside.")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#apply")
+    def _apply(self) -> None:
+        try:
+            p = self._read()
+        except ValueError as e:
+            self.notify(str(e), title="projection", severity="error")
+            return
+        self.dismiss(p)
+
+    @on(Button.Pressed, "#clear")
+    def _clear(self) -> None:
+        self.dismiss(Projection())
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -25,6 +25,7 @@ from appliance.admin.models import (
 from tui.format import human_rate
 
 HISTORY = 60  # samples kept for the sparklines (one a refresh: a minute at 1 s)
+MAX_WARNING_LINES = 3  # the Overview's warnings box; the rest are counted on its frame
 
 
 def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -> None:
@@ -150,23 +151,39 @@ class OverviewPane(Vertical):
         # steady flow would otherwise draw like no flow (and a single value as a full bar).
         self.query_one("#records-spark", Sparkline).data = [0.0, *rates.series("records_total")]
         self.query_one("#bytes-spark", Sparkline).data = [0.0, *rates.series("stored_bytes")]
+        self.query_one("#warnings", Static).update(warnings_text(st))
+        self._frame_warnings(st)
+
+    def _frame_warnings(self, st: Status) -> None:
         warnings = self.query_one("#warnings", Static)
-        alerts = st.alerts or [Alert("", "warning", w) for w in st.warnings]  # an older appliance: text only
-        if alerts:
-            text = Text()
-            for i, a in enumerate(alerts):
-                critical = a.severity == "critical"
-                text.append("\n" if i else "")
-                text.append("\u2716 " if critical else "! ", style="bold red" if critical else "bold yellow")
-                text.append(a.message, style="red" if critical else "")
-            warnings.update(text)
-            warnings.add_class("has-warnings")
-            warnings.set_class(any(a.severity == "critical" for a in alerts), "has-critical")
-            warnings.border_title = f"{len(alerts)} warning{'s' if len(alerts) != 1 else ''}"
-        else:
-            warnings.update("[green]\u2714 no warnings[/]")
-            warnings.remove_class("has-warnings", "has-critical")
-            warnings.border_title = None
+        alerts = status_alerts(st)
+        warnings.set_class(bool(alerts), "has-warnings")
+        warnings.set_class(any(a.severity == "critical" for a in alerts), "has-critical")
+        warnings.border_title = f"{len(alerts)} warning{'s' if len(alerts) != 1 else ''}" if alerts else None
+        more = len(alerts) - MAX_WARNING_LINES
+        warnings.border_subtitle = f"+{more} more — see millstream status" if more > 0 else None
+
+
+def status_alerts(st: Status) -> list[Alert]:
+    """The status alerts, critical ones first (an older appliance sends warnings as text only)."""
+    alerts = st.alerts or [Alert("", "warning", w) for w in st.warnings]
+    return sorted(alerts, key=lambda a: a.severity != "critical")  # stable: the appliance's order otherwise
+
+
+def warnings_text(st: Status) -> Text:
+    """At most MAX_WARNING_LINES alerts, one line each (the stylesheet cuts a long one with an
+    ellipsis): the figures below stay on an 80x24 screen however many there are. The frame's
+    bottom edge counts the rest."""
+    alerts = status_alerts(st)
+    if not alerts:
+        return Text.from_markup("[green]\u2714 no warnings[/]")
+    text = Text()
+    for i, a in enumerate(alerts[:MAX_WARNING_LINES]):
+        critical = a.severity == "critical"
+        text.append("\n" if i else "")
+        text.append("\u2716 " if critical else "! ", style="bold red" if critical else "bold yellow")
+        text.append(a.message, style="red" if critical else "")
+    return text
 
 
 # --- Topics --------------------------------------------------------------------------------------

@@ -19,4 +19,4 @@ def format_duration(seconds: float) -> str:
         if seconds >= size:
             value = seconds / size
             return f"{value:.0f}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return f"{seconds:g}s"
+    return f"{seconds:.3g}s"  # "45s", "1.52s": a measured span, not a float's every digit

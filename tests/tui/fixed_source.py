@@ -48,7 +48,7 @@ from appliance.admin.models import (
     ZoneInfo,
     decode,
 )
-from appliance.cost.model import Workload, compare
+from appliance.cost.model import compare_projected
 from appliance.cost.prices import load_price_sheet
 from appliance.cost.render import to_json
 from appliance.inventory.measurements import TopicMeasurement
@@ -78,6 +78,11 @@ ALERTS = (
     Alert("disk_budget", "warning", "WAL uses 83% of its disk budget (6.6 GiB of 8.0 GiB); producers are pushed back at 100%"),
     Alert("certificate_expiring", "warning", "certificate cell-line3/press-7 expires in 3 days, 2026-11-21T07:06:40Z "
                                              "(serial 5e1f0a9c33d2)", "cell-line3/press-7"),
+    # Five in all: the Overview shows three (critical first) and counts the rest on the frame.
+    Alert("uplink", "critical", "uplink to cloud.example:9093 disconnected for 12m: 41,200 records wait in the "
+                                "backlog", "cloud.example:9093"),
+    Alert("inventory", "warning", "plant1.line3.telemetry: at the measured 1.2 MiB/s a 2d outage needs 202.5 GiB, "
+                                  "but retention_bytes is 50.0 GiB", "plant1.line3.telemetry"),
 )
 
 
@@ -187,7 +192,7 @@ class FixedSource:
                                  "'broken': missing required key 'to'")
 
     async def cost(self, *, scale=None, retention=None) -> CostReport:
-        return cost()
+        return cost(scale, retention)
 
     async def inventory(self) -> InventoryReport:
         return inventory()
@@ -315,8 +320,10 @@ MEASURED = (  # a plant's figures, priced with the built-in sheet through the re
 )
 
 
-def cost() -> CostReport:
-    doc = to_json(compare(Workload.from_measurements(MEASURED), load_price_sheet()))
+def cost(scale: float | None = None, retention_s: float | None = None) -> CostReport:
+    result, baseline, projection = compare_projected(MEASURED, load_price_sheet(), scale=scale,
+                                                     retention_s=retention_s)
+    doc = to_json(result, projection=projection or None, baseline=baseline)
     doc["measured_s"] = 3600.0
     return decode(CostReport, doc)
 

@@ -148,3 +148,23 @@ def test_issue_certificate_dialog(snap_compare):
 def test_cost(snap_compare):
     """Inventory findings and the side-by-side monthly cost as a bar chart (built by the real model)."""
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=lambda pilot: tab(pilot, "8"))
+
+
+def test_cost_projection(snap_compare):
+    """e on the Cost tab: x4 and 14 days priced, the measured totals kept on the line below the chart."""
+    async def run_before(pilot) -> None:
+        await tab(pilot, "8")
+        await pilot.press("e", "4", "tab", *"14d", "enter")
+        await pilot.app.workers.wait_for_complete()
+        pilot.app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_cost_projection_dialog(snap_compare):
+    async def run_before(pilot) -> None:
+        await tab(pilot, "8")
+        await pilot.press("e", "4", "tab", *"14d")
+
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
