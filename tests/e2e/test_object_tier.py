@@ -12,18 +12,12 @@ import threading
 import time
 import urllib.request
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.e2e.test_confluent_kafka import consume_all, create_topic, produce
-from tests.storage.objects.moto_server import MotoServer
+from tests.storage.objects.moto_server import MotoServer, moto_fixture
 
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
+moto = moto_fixture("module")
 
 
 SMALL_TIER = """

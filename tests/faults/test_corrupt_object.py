@@ -17,7 +17,6 @@ import io
 import random
 from collections import defaultdict
 
-import pytest
 from minio import Minio
 
 from appliance.admin.client import AdminClient
@@ -27,7 +26,7 @@ from tests.e2e.checks import assert_all_consumed_in_order
 from tests.e2e.test_confluent_kafka import consume_all, create_topic
 from tests.faults import kafka_wire as wire
 from tests.faults.scale import knob, report, seed
-from tests.storage.objects.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer
+from tests.storage.objects.moto_server import ACCESS_KEY, SECRET_KEY, MotoServer, moto_fixture
 from tests.uplink.helpers import produce
 
 BUCKET, PREFIX = "corrupt", "millstream"
@@ -49,11 +48,7 @@ group_commit_bytes = "64KiB"
 """
 
 
-@pytest.fixture
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
+moto = moto_fixture()
 
 
 def _bucket(moto) -> Minio:

@@ -18,7 +18,6 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
-import pytest
 
 from appliance.admin.client import AdminClient
 from tests.e2e.test_confluent_kafka import create_topic
@@ -26,7 +25,7 @@ from tests.faults import kafka_wire as wire
 from tests.faults.load import IdempotentLoad, read_partitions, verify
 from tests.faults.proxy import TcpProxy
 from tests.faults.scale import knob, percentile, report
-from tests.storage.objects.moto_server import MotoServer
+from tests.storage.objects.moto_server import MotoServer, moto_fixture
 
 TOPIC = "store.outage"
 PROBE = "store.outage.probe"  # raw produces that see the exact error code (kept out of TOPIC)
@@ -46,11 +45,7 @@ maintenance_interval = "1s"
 """
 
 
-@pytest.fixture
-def moto():
-    server = MotoServer().start()
-    yield server
-    server.stop()
+moto = moto_fixture()
 
 
 def _wait(what: str, cond, timeout: float = 60.0, every: float = 0.1):

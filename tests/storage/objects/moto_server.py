@@ -9,7 +9,11 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.harness import free_port
 
@@ -66,3 +70,18 @@ class MotoServer:
 
 def set_credentials() -> None:
     os.environ.update(MotoServer.credentials_env())
+
+
+def moto_fixture(scope: str = "function", *, credentials: bool = False) -> Any:
+    """A pytest fixture running one moto_server for `scope`; `credentials` also exports the test
+    keys into this process's environment (for stores built in-process)."""
+
+    @pytest.fixture(scope=scope)
+    def moto() -> Iterator[MotoServer]:
+        if credentials:
+            set_credentials()
+        server = MotoServer().start()
+        yield server
+        server.stop()
+
+    return moto
