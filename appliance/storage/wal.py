@@ -66,6 +66,7 @@ from appliance.storage.segments import (
     segment_name,
     truncate_file,
 )
+from appliance.storage.wal_writer import WalWriter
 
 log = get_logger("storage")
 
@@ -191,6 +192,21 @@ class _Group:
             raise type(self.error)(str(self.error))
 
 
+class _Flush:
+    """Groups handed to the writer thread as one write and one fsync."""
+
+    __slots__ = ("groups", "items", "roll", "done")
+
+    def __init__(self, groups: list[_Group], items: list[Any], roll: bool) -> None:
+        self.groups = groups
+        self.items = items
+        self.roll = roll
+        self.done = trio.Event()
+
+    def complete(self, store: WalLogStore) -> Any:
+        return lambda result, error: store._finish(self, result, error)
+
+
 class _PendingAppend:
     __slots__ = ("result", "_group")
 
@@ -254,8 +270,9 @@ class WalLogStore:
         self._cache_fifo: deque[tuple[_Stream, int, int]] = deque()
         self._cache_bytes = 0
         self._waiters: dict[int, set[trio.Event]] = {}
-        self._wakeup = trio.Event()
-        self._flush_lock: trio.Lock | None = None
+        self._wakeup = trio.Event()  # the flusher task waits here while nothing is in flight
+        self._writer: WalWriter | None = None
+        self._inflight: _Flush | None = None
         self._closing = False
         self._closed = False
         self._flusher_running = False
@@ -519,7 +536,8 @@ class WalLogStore:
         size = len(item[4]) + fmt.HEADER_SIZE
         g.nbytes += size
         self._queued_bytes += size
-        self._wakeup.set()
+        if self._inflight is None:
+            self._wakeup.set()
         return g
 
     def append(self, stream_id: int, batch: bytes | memoryview, *, now_ms: int) -> _PendingAppend | _PendingDuplicate:
@@ -738,27 +756,35 @@ class WalLogStore:
     # --- the flusher --------------------------------------------------------------------------
 
     async def run_flusher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
+        """Start the writer thread and kick it whenever appends arrive while it is idle. While a
+        write is in flight nothing wakes this task: the write's completion publishes it and
+        starts the next one from its `run_sync_soon` callback."""
+        self._ensure_writer()
         self._flusher_running = True
         task_status.started()
         try:
             while not self._closed:
-                if not self._groups and not self._roll_requested:
-                    self._wakeup = trio.Event()
-                    await self._wakeup.wait()
+                if self._inflight is None and (self._groups or self._roll_requested):
+                    self._start()
                     continue
-                async with self._flush_lock:
-                    if self._closed:
-                        break
-                    ok = await self._flush_once()
-                if not ok:
-                    await trio.sleep(RETRY_DELAY)
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
         finally:
             self._flusher_running = False
 
-    async def _flush_once(self) -> bool:
-        """Write, fsync and publish queued groups (at least one). False if the write failed."""
+    def _ensure_writer(self) -> WalWriter:
+        if self._writer is None:
+            self._writer = WalWriter(f"wal-writer-{self._dir.name}", RETRY_DELAY)
+        return self._writer
+
+    def _start(self) -> _Flush | None:
+        """Take queued groups (at least one, up to `group_commit_bytes`) and hand their write and
+        fsync to the writer thread (inline without fsync: page-cache writes only, for tests).
+        At most one flush is in flight: the next one's file position depends on this one."""
+        if self._inflight is not None:
+            return self._inflight
+        if self._closed:
+            return None
         groups: list[_Group] = []
         nbytes = 0
         while self._groups and (not groups or nbytes + self._groups[0].nbytes <= self._group_cap):
@@ -770,11 +796,12 @@ class WalLogStore:
         assert active is not None
         roll = self._must_roll or self._roll_requested or active.size >= self._segment_size
         if not items and not roll:
-            return True
+            return None
         checkpoint = self._checkpoint_record() if roll else b""
         start = 0 if roll else active.size
         fd = self._wfd
         do_fsync = self._fsync
+        active_path = active.path
 
         def write() -> tuple[int, _Segment | None, list[int], int]:
             # A new segment gets its checkpoint and the group in the same write and fsync.
@@ -799,20 +826,45 @@ class WalLogStore:
             except BaseException:
                 if new_seg is not None:  # nothing in it was acknowledged: drop it
                     self._discard_segment(new_fd, new_seg)
+                else:  # best effort: cut the abandoned tail (the next checkpoint makes it moot)
+                    try:
+                        truncate_file(active_path, start)
+                    except OSError:
+                        pass
                 raise
             return new_fd, new_seg, positions, written
 
-        with trio.CancelScope(shield=True):
+        flush = _Flush(groups, items, roll)
+        self._inflight = flush
+        if do_fsync:
+            self._ensure_writer().submit(write, flush.complete(self))
+        else:
             try:
-                if do_fsync:
-                    new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
-                else:  # page-cache writes only (tests): not worth a thread hop
-                    new_fd, new_seg, positions, written = write()
-            except OSError as e:
-                await self._fail(groups, e)
-                return False
-            self._publish(groups, items, new_fd, new_seg, positions, written, roll)
-        return True
+                result, error = write(), None
+            except Exception as e:
+                result, error = None, e
+            self._finish(flush, result, error)
+        return flush
+
+    def _finish(self, flush: _Flush, result: Any, error: BaseException | None) -> None:
+        """On the trio thread, once the write of `flush` returned: publish it or fail it, then
+        start the next write if appends queued up meanwhile."""
+        self._inflight = None
+        try:
+            if self._closed:  # abandoned while the write was in flight (a simulated crash)
+                error = error or StorageError("storage is closed")
+            if error is None:
+                new_fd, new_seg, positions, written = result
+                self._publish(flush.groups, flush.items, new_fd, new_seg, positions, written, flush.roll)
+            elif isinstance(error, OSError) or self._closed:
+                self._fail(flush.groups, error)
+            else:  # a bug, not the disk: fail the appends rather than crash the trio run
+                log.error("wal_flush_crashed", error=repr(error))
+                self._fail(flush.groups, error)
+        finally:
+            flush.done.set()
+        if self._fsync and not self._closed and (self._groups or self._roll_requested):
+            self._start()
 
     def _publish(
         self, groups: list[_Group], items: list[Any], new_fd: int, new_seg: _Segment | None,
@@ -895,8 +947,8 @@ class WalLogStore:
         self._cache_fifo = fifo
         self._cache_bytes = cache_bytes
 
-    async def _fail(self, groups: list[_Group], exc: OSError) -> None:
-        full = exc.errno in _FULL_ERRNOS
+    def _fail(self, groups: list[_Group], exc: BaseException) -> None:
+        full = getattr(exc, "errno", None) in _FULL_ERRNOS
         cls = StorageFullError if full else StorageError
         error = cls(f"WAL write failed: {exc}")
         failed = groups + list(self._groups)
@@ -923,11 +975,6 @@ class WalLogStore:
         log.error("wal_write_failed", error=exc, groups=len(failed), appends=appends,
                   segment=active.path.name if active else None)
         self._wake_all()
-        if active is not None:  # best effort: cut the abandoned tail (the checkpoint makes it moot)
-            try:
-                await trio.to_thread.run_sync(truncate_file, active.path, active.size)
-            except OSError:
-                pass
 
     # --- the object-storage tier's hooks -------------------------------------------------------
 
@@ -980,24 +1027,34 @@ class WalLogStore:
     async def drain(self) -> None:
         """Stop taking appends and make everything queued durable; reads keep working."""
         self._closing = True
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
-        async with self._flush_lock:
-            while self._groups and not self._closed:
-                await self._flush_once()
+        await self._flush_all()
+
+    async def _flush_all(self) -> None:
+        """Wait for the write in flight, then write out every queued group."""
+        while not self._closed:
+            flush = self._inflight
+            if flush is None:
+                if not self._groups:
+                    return
+                flush = self._start()
+                if flush is None:
+                    return
+            await flush.done.wait()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Flush everything queued, stop and join the writer thread, close the files."""
         if self._closed:
             return
         self._closing = True
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
-        async with self._flush_lock:
-            while self._groups:
-                await self._flush_once()
-            self._closed = True
+        await self._flush_all()
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+            with trio.CancelScope(shield=True):  # idle now: returns at once
+                await trio.to_thread.run_sync(writer.join)
         self._wakeup.set()
         self._wake_all()
         if self._wfd >= 0:
@@ -1011,6 +1068,10 @@ class WalLogStore:
     def abandon(self) -> None:
         """Release file descriptors without flushing (tests: a crash without close)."""
         self._closed = self._closing = True
+        writer, self._writer = self._writer, None
+        if writer is not None:  # let a write in flight end before its file descriptor goes
+            writer.stop()
+            writer.join(10)
         for fd in [self._wfd, *self._rfds.values(), *self._fds_to_close]:
             if fd >= 0:
                 try:
