@@ -2,11 +2,14 @@
 
 Append path (synchronous, no checkpoint): check idempotence, assign offsets, rewrite baseOffset
 (and LogAppendTime), queue the bytes in the open commit group and return a PendingAppend.
-A background flusher (`run_flusher`, started by `LocalStorage.run`) takes queued groups (up to
-`group_commit_bytes` at a time), and in ONE worker-thread call writes them with a single pwrite
-and ONE fsync, so appends keep arriving while the disk works; then it indexes the batches,
-puts them in the log cache, advances each stream's high watermark and resolves the groups.
-Readers only ever see the durable index, so nothing is visible before its fsync.
+Queued groups (up to `group_commit_bytes` at a time) go to the WAL's own long-lived writer thread
+(`wal_writer.py`) as ONE gather write and ONE fsync, so appends keep arriving while the disk
+works. The write's completion comes back as a `run_sync_soon` callback that indexes the batches,
+puts them in the log cache, advances each stream's high watermark, resolves the groups and hands
+whatever queued meanwhile to the thread at once; the flusher task (`run_flusher`, started by
+`LocalStorage.run`) only wakes to start a write when an append finds the writer idle. At most one
+write is in flight. Readers only ever see the durable index, so nothing is visible before its
+fsync. `close()` writes everything queued, then stops and joins the thread.
 
 Failure (write or fsync raises, e.g. EIO or ENOSPC): every queued append (the failed groups and
 all groups behind them, whose offsets depend on them) fails with StorageError (StorageFullError
@@ -273,6 +276,7 @@ class WalLogStore:
         self._wakeup = trio.Event()  # the flusher task waits here while nothing is in flight
         self._writer: WalWriter | None = None
         self._inflight: _Flush | None = None
+        self._crash: Exception | None = None  # a bug in publishing, raised by the flusher task
         self._closing = False
         self._closed = False
         self._flusher_running = False
@@ -764,6 +768,8 @@ class WalLogStore:
         task_status.started()
         try:
             while not self._closed:
+                if self._crash is not None:
+                    raise self._crash
                 if self._inflight is None and (self._groups or self._roll_requested):
                     self._start()
                     continue
@@ -771,6 +777,11 @@ class WalLogStore:
                 await self._wakeup.wait()
         finally:
             self._flusher_running = False
+            if self._writer is not None and not self._closed:
+                # Cancelled without close(): let the thread end after what it was handed (a
+                # later close() or drain() starts a new one).
+                self._writer.stop()
+                self._writer = None
 
     def _ensure_writer(self) -> WalWriter:
         if self._writer is None:
@@ -847,8 +858,10 @@ class WalLogStore:
         return flush
 
     def _finish(self, flush: _Flush, result: Any, error: BaseException | None) -> None:
-        """On the trio thread, once the write of `flush` returned: publish it or fail it, then
-        start the next write if appends queued up meanwhile."""
+        """On the trio thread (a `run_sync_soon` callback), once the write of `flush` returned:
+        publish it or fail it, then start the next write if appends queued up meanwhile. An
+        exception must not escape a callback (trio would abort the run): a bug here is handed
+        to the flusher task, which raises it, as the flusher itself used to."""
         self._inflight = None
         try:
             if self._closed:  # abandoned while the write was in flight (a simulated crash)
@@ -856,15 +869,22 @@ class WalLogStore:
             if error is None:
                 new_fd, new_seg, positions, written = result
                 self._publish(flush.groups, flush.items, new_fd, new_seg, positions, written, flush.roll)
-            elif isinstance(error, OSError) or self._closed:
+            else:
+                if not isinstance(error, OSError) and not self._closed:  # a bug, not the disk
+                    log.error("wal_flush_crashed", error=repr(error))
                 self._fail(flush.groups, error)
-            else:  # a bug, not the disk: fail the appends rather than crash the trio run
-                log.error("wal_flush_crashed", error=repr(error))
-                self._fail(flush.groups, error)
+            if self._fsync and not self._closed and (self._groups or self._roll_requested):
+                self._start()
+        except Exception as e:
+            log.error("wal_publish_crashed", error=repr(e))
+            for g in flush.groups:
+                if not g.done.is_set():
+                    g.error = StorageError(f"WAL publish failed: {e!r}")
+                    g.done.set()
+            self._crash = e
+            self._wakeup.set()
         finally:
             flush.done.set()
-        if self._fsync and not self._closed and (self._groups or self._roll_requested):
-            self._start()
 
     def _publish(
         self, groups: list[_Group], items: list[Any], new_fd: int, new_seg: _Segment | None,
