@@ -194,6 +194,16 @@ def run_load(port: int, qos: int, args) -> dict:
     return res
 
 
+def wal_fsyncs(app: ApplianceProcess) -> int:
+    """The appliance's storage fsync counter, from its admin /metrics (Prometheus text)."""
+    import urllib.request
+    with urllib.request.urlopen(f"{app.admin_url}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("millstream_storage_fsyncs_total"):
+                return int(float(line.split()[-1]))
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -308,14 +318,17 @@ def main() -> None:
                     line += f", mosquitto {mo['p50_ms']:.1f}/{mo['p99_ms']:.1f} ms"
             print(line)
         if "e2e" in parts:
-            cpu0 = cpu_seconds(app.proc.pid)
+            fsyncs0, cpu0 = wal_fsyncs(app), cpu_seconds(app.proc.pid)
             e2e = end_to_end(app, args.e2e_rate, args.e2e_seconds)
             cpu = cpu_seconds(app.proc.pid) - cpu0
+            fsyncs = wal_fsyncs(app) - fsyncs0
             print(f"end to end MQTT QoS 1 -> Kafka consumer at {args.e2e_rate} msg/s for {args.e2e_seconds:.0f}s: "
                   + (f"{e2e['received']}/{e2e['sent']} received, p50 {e2e['p50_ms']:.1f} ms, "
                      f"p99 {e2e['p99_ms']:.1f} ms, max {e2e['max_ms']:.1f} ms" if e2e.get("received")
                      else "nothing received")
-                  + f"; millstream CPU {cpu / max(e2e.get('sent', 1), 1) * 1e6:.1f} us/msg (incl. the consumer's fetches)")
+                  + f"; millstream CPU {cpu / max(e2e.get('sent', 1), 1) * 1e6:.1f} us/msg (incl. the consumer's fetches)"
+                  + f", {fsyncs} fsyncs ({fsyncs / max(e2e.get('sent', 1), 1):.2f} per msg, "
+                  f"{cpu / max(fsyncs, 1) * 1e6:.0f} us CPU per fsync)")
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     finally:
         app.kill()

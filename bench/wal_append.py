@@ -2,7 +2,8 @@
 
     python bench/wal_append.py [--count 20000] [--tasks 8] [--records 16] [--dir /path] [--no-fsync]
 
-Reports MB/s, appends/s, fsyncs, p50/p99 latency from append() to durable(), then the raw
+Reports MB/s, appends/s, fsyncs, p50/p99 latency from append() to durable(), process CPU per
+append and per group commit (`--tasks 1`: one append per fsync cycle, the per-cycle cost), then the raw
 sequential write+fsync throughput of the same disk with the same write sizes, and the latency of
 one small write+fsync.
 """
@@ -55,10 +56,14 @@ async def run_wal(path: Path, count: int, tasks: int, records: int, fsync: bool)
                 latencies.append(clock() - start)
 
         started = time.perf_counter()
+        t0 = os.times()  # the whole process, all threads: includes the WAL writer thread
         async with trio.open_nursery() as inner:
             for t in range(tasks):
                 inner.start_soon(producer, t)
         elapsed = time.perf_counter() - started
+        t1 = os.times()
+        user, system = t1.user - t0.user, t1.system - t0.system
+        cpu = user + system
         after = storage.status()
         groups = storage.logs.flushes - groups_before
         await storage.close()
@@ -77,6 +82,9 @@ async def run_wal(path: Path, count: int, tasks: int, records: int, fsync: bool)
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "group_bytes": nbytes / max(1, groups),
+        "cpu_us_per_append": cpu / max(1, appends) * 1e6,
+        "cpu_us_per_group": cpu / max(1, groups) * 1e6,
+        "sys_share": system / max(cpu, 1e-9),
     }
 
 
@@ -128,7 +136,10 @@ def main() -> None:
             f"wal: {r['appends']:.0f} appends of {r['batch_bytes']:.0f} B ({args.records} records) from "
             f"{args.tasks} tasks in {r['seconds']:.2f}s: {r['mb_s']:.1f} MB/s, {r['appends_s']:.0f} appends/s, "
             f"{r['fsyncs']:.0f} fsyncs, {r['groups']:.0f} group commits (avg {r['group_bytes'] / 1024:.1f} KiB), "
-            f"durable latency p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
+            f"durable latency p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms; process CPU "
+            f"{r['cpu_us_per_append']:.1f} us per append, {r['cpu_us_per_group']:.1f} us per group commit "
+            f"({r['sys_share'] * 100:.0f}% system); "
+            f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
         )
         total = int(r["appends"] * r["batch_bytes"])
         group = int(r["group_bytes"])

@@ -2,11 +2,14 @@
 
 Append path (synchronous, no checkpoint): check idempotence, assign offsets, rewrite baseOffset
 (and LogAppendTime), queue the bytes in the open commit group and return a PendingAppend.
-A background flusher (`run_flusher`, started by `LocalStorage.run`) takes queued groups (up to
-`group_commit_bytes` at a time), and in ONE worker-thread call writes them with a single pwrite
-and ONE fsync, so appends keep arriving while the disk works; then it indexes the batches,
-puts them in the log cache, advances each stream's high watermark and resolves the groups.
-Readers only ever see the durable index, so nothing is visible before its fsync.
+Queued groups (up to `group_commit_bytes` at a time) go to the WAL's own long-lived writer thread
+(`wal_writer.py`) as ONE gather write and ONE fsync, so appends keep arriving while the disk
+works. The write's completion comes back as a `run_sync_soon` callback that indexes the batches,
+puts them in the log cache, advances each stream's high watermark, resolves the groups and hands
+whatever queued meanwhile to the thread at once; the flusher task (`run_flusher`, started by
+`LocalStorage.run`) only wakes to start a write when an append finds the writer idle. At most one
+write is in flight. Readers only ever see the durable index, so nothing is visible before its
+fsync. `close()` writes everything queued, then stops and joins the thread.
 
 Failure (write or fsync raises, e.g. EIO or ENOSPC): every queued append (the failed groups and
 all groups behind them, whose offsets depend on them) fails with StorageError (StorageFullError
@@ -66,6 +69,7 @@ from appliance.storage.segments import (
     segment_name,
     truncate_file,
 )
+from appliance.storage.wal_writer import WalWriter
 
 log = get_logger("storage")
 
@@ -191,6 +195,21 @@ class _Group:
             raise type(self.error)(str(self.error))
 
 
+class _Flush:
+    """Groups handed to the writer thread as one write and one fsync."""
+
+    __slots__ = ("groups", "items", "roll", "done")
+
+    def __init__(self, groups: list[_Group], items: list[Any], roll: bool) -> None:
+        self.groups = groups
+        self.items = items
+        self.roll = roll
+        self.done = trio.Event()
+
+    def complete(self, store: WalLogStore) -> Any:
+        return lambda result, error: store._finish(self, result, error)
+
+
 class _PendingAppend:
     __slots__ = ("result", "_group")
 
@@ -254,8 +273,10 @@ class WalLogStore:
         self._cache_fifo: deque[tuple[_Stream, int, int]] = deque()
         self._cache_bytes = 0
         self._waiters: dict[int, set[trio.Event]] = {}
-        self._wakeup = trio.Event()
-        self._flush_lock: trio.Lock | None = None
+        self._wakeup = trio.Event()  # the flusher task waits here while nothing is in flight
+        self._writer: WalWriter | None = None
+        self._inflight: _Flush | None = None
+        self._crash: Exception | None = None  # a bug in publishing, raised by the flusher task
         self._closing = False
         self._closed = False
         self._flusher_running = False
@@ -519,7 +540,8 @@ class WalLogStore:
         size = len(item[4]) + fmt.HEADER_SIZE
         g.nbytes += size
         self._queued_bytes += size
-        self._wakeup.set()
+        if self._inflight is None:
+            self._wakeup.set()
         return g
 
     def append(self, stream_id: int, batch: bytes | memoryview, *, now_ms: int) -> _PendingAppend | _PendingDuplicate:
@@ -738,27 +760,42 @@ class WalLogStore:
     # --- the flusher --------------------------------------------------------------------------
 
     async def run_flusher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
+        """Start the writer thread and kick it whenever appends arrive while it is idle. While a
+        write is in flight nothing wakes this task: the write's completion publishes it and
+        starts the next one from its `run_sync_soon` callback."""
+        self._ensure_writer()
         self._flusher_running = True
         task_status.started()
         try:
             while not self._closed:
-                if not self._groups and not self._roll_requested:
-                    self._wakeup = trio.Event()
-                    await self._wakeup.wait()
+                if self._crash is not None:
+                    raise self._crash
+                if self._inflight is None and (self._groups or self._roll_requested):
+                    self._start()
                     continue
-                async with self._flush_lock:
-                    if self._closed:
-                        break
-                    ok = await self._flush_once()
-                if not ok:
-                    await trio.sleep(RETRY_DELAY)
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
         finally:
             self._flusher_running = False
+            if self._writer is not None and not self._closed:
+                # Cancelled without close(): let the thread end after what it was handed (a
+                # later close() or drain() starts a new one).
+                self._writer.stop()
+                self._writer = None
 
-    async def _flush_once(self) -> bool:
-        """Write, fsync and publish queued groups (at least one). False if the write failed."""
+    def _ensure_writer(self) -> WalWriter:
+        if self._writer is None:
+            self._writer = WalWriter(f"wal-writer-{self._dir.name}", RETRY_DELAY)
+        return self._writer
+
+    def _start(self) -> _Flush | None:
+        """Take queued groups (at least one, up to `group_commit_bytes`) and hand their write and
+        fsync to the writer thread (inline without fsync: page-cache writes only, for tests).
+        At most one flush is in flight: the next one's file position depends on this one."""
+        if self._inflight is not None:
+            return self._inflight
+        if self._closed:
+            return None
         groups: list[_Group] = []
         nbytes = 0
         while self._groups and (not groups or nbytes + self._groups[0].nbytes <= self._group_cap):
@@ -770,11 +807,12 @@ class WalLogStore:
         assert active is not None
         roll = self._must_roll or self._roll_requested or active.size >= self._segment_size
         if not items and not roll:
-            return True
+            return None
         checkpoint = self._checkpoint_record() if roll else b""
         start = 0 if roll else active.size
         fd = self._wfd
         do_fsync = self._fsync
+        active_path = active.path
 
         def write() -> tuple[int, _Segment | None, list[int], int]:
             # A new segment gets its checkpoint and the group in the same write and fsync.
@@ -799,23 +837,57 @@ class WalLogStore:
             except BaseException:
                 if new_seg is not None:  # nothing in it was acknowledged: drop it
                     self._discard_segment(new_fd, new_seg)
+                else:  # best effort: cut the abandoned tail (the next checkpoint makes it moot)
+                    try:
+                        truncate_file(active_path, start)
+                    except OSError:
+                        pass
                 raise
             return new_fd, new_seg, positions, written
 
-        with trio.CancelScope(shield=True):
+        flush = _Flush(groups, items, roll)
+        self._inflight = flush
+        if do_fsync:
+            self._ensure_writer().submit(write, flush.complete(self))
+        else:
             try:
-                if do_fsync:
-                    new_fd, new_seg, positions, written = await trio.to_thread.run_sync(write)
-                else:  # page-cache writes only (tests): not worth a thread hop
-                    new_fd, new_seg, positions, written = write()
-            except OSError as e:
-                await self._fail(groups, e)
-                return False
-            self._publish(groups, items, new_fd, new_seg, positions, written, roll)
-        if self.last_error is not None and items:  # writes work again: the error is history
-            log.info("wal_write_recovered", error=self.last_error)
-            self.last_error = None
-        return True
+                result, error = write(), None
+            except Exception as e:
+                result, error = None, e
+            self._finish(flush, result, error)
+        return flush
+
+    def _finish(self, flush: _Flush, result: Any, error: BaseException | None) -> None:
+        """On the trio thread (a `run_sync_soon` callback), once the write of `flush` returned:
+        publish it or fail it, then start the next write if appends queued up meanwhile. An
+        exception must not escape a callback (trio would abort the run): a bug here is handed
+        to the flusher task, which raises it, as the flusher itself used to."""
+        self._inflight = None
+        try:
+            if self._closed:  # abandoned while the write was in flight (a simulated crash)
+                error = error or StorageError("storage is closed")
+            if error is None:
+                new_fd, new_seg, positions, written = result
+                self._publish(flush.groups, flush.items, new_fd, new_seg, positions, written, flush.roll)
+                if self.last_error is not None and flush.items:  # writes work again: the error is history
+                    log.info("wal_write_recovered", error=self.last_error)
+                    self.last_error = None
+            else:
+                if not isinstance(error, OSError) and not self._closed:  # a bug, not the disk
+                    log.error("wal_flush_crashed", error=repr(error))
+                self._fail(flush.groups, error)
+            if self._fsync and not self._closed and (self._groups or self._roll_requested):
+                self._start()
+        except Exception as e:
+            log.error("wal_publish_crashed", error=repr(e))
+            for g in flush.groups:
+                if not g.done.is_set():
+                    g.error = StorageError(f"WAL publish failed: {e!r}")
+                    g.done.set()
+            self._crash = e
+            self._wakeup.set()
+        finally:
+            flush.done.set()
 
     def _publish(
         self, groups: list[_Group], items: list[Any], new_fd: int, new_seg: _Segment | None,
@@ -898,8 +970,8 @@ class WalLogStore:
         self._cache_fifo = fifo
         self._cache_bytes = cache_bytes
 
-    async def _fail(self, groups: list[_Group], exc: OSError) -> None:
-        full = exc.errno in _FULL_ERRNOS
+    def _fail(self, groups: list[_Group], exc: BaseException) -> None:
+        full = getattr(exc, "errno", None) in _FULL_ERRNOS
         cls = StorageFullError if full else StorageError
         error = cls(f"WAL write failed: {exc}")
         failed = groups + list(self._groups)
@@ -926,11 +998,6 @@ class WalLogStore:
         log.error("wal_write_failed", error=exc, groups=len(failed), appends=appends,
                   segment=active.path.name if active else None)
         self._wake_all()
-        if active is not None:  # best effort: cut the abandoned tail (the checkpoint makes it moot)
-            try:
-                await trio.to_thread.run_sync(truncate_file, active.path, active.size)
-            except OSError:
-                pass
 
     # --- the object-storage tier's hooks -------------------------------------------------------
 
@@ -983,24 +1050,34 @@ class WalLogStore:
     async def drain(self) -> None:
         """Stop taking appends and make everything queued durable; reads keep working."""
         self._closing = True
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
-        async with self._flush_lock:
-            while self._groups and not self._closed:
-                await self._flush_once()
+        await self._flush_all()
+
+    async def _flush_all(self) -> None:
+        """Wait for the write in flight, then write out every queued group."""
+        while not self._closed:
+            flush = self._inflight
+            if flush is None:
+                if not self._groups:
+                    return
+                flush = self._start()
+                if flush is None:
+                    return
+            await flush.done.wait()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def close(self) -> None:
+        """Flush everything queued, stop and join the writer thread, close the files."""
         if self._closed:
             return
         self._closing = True
-        if self._flush_lock is None:
-            self._flush_lock = trio.Lock()
-        async with self._flush_lock:
-            while self._groups:
-                await self._flush_once()
-            self._closed = True
+        await self._flush_all()
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop()
+            with trio.CancelScope(shield=True):  # idle now: returns at once
+                await trio.to_thread.run_sync(writer.join)
         self._wakeup.set()
         self._wake_all()
         if self._wfd >= 0:
@@ -1014,6 +1091,10 @@ class WalLogStore:
     def abandon(self) -> None:
         """Release file descriptors without flushing (tests: a crash without close)."""
         self._closed = self._closing = True
+        writer, self._writer = self._writer, None
+        if writer is not None:  # let a write in flight end before its file descriptor goes
+            writer.stop()
+            writer.join(10)
         for fd in [self._wfd, *self._rfds.values(), *self._fds_to_close]:
             if fd >= 0:
                 try:

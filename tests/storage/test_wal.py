@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 
 import pytest
@@ -19,9 +20,10 @@ from appliance.errors import (
     StreamNotFoundError,
 )
 from appliance.kafka.records import build_batch, read_header, validate_batch, with_base_offset
+from appliance.storage.local import open_local_storage
 from appliance.storage.ports import LogStore, MetaStore, PendingAppend
 
-from .conftest import NOW, batch, running
+from .conftest import NOW, batch, running, settings
 
 
 async def test_ports_are_implemented(tmp_path):
@@ -388,3 +390,49 @@ async def test_appends_queued_behind_a_failing_fsync_fail_too(tmp_path, monkeypa
     async with running(tmp_path) as st:
         bases = [read_header(b).base_offset for b in (await st.logs.read(sid, 0, 1 << 20)).batches]
         assert bases == [0, 1]
+
+
+async def test_acks_wait_for_the_writer_threads_fsync_and_close_joins_it(tmp_path, monkeypatch):
+    def writers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("wal-writer")}
+
+    before = writers()
+    storage = open_local_storage(tmp_path, settings())
+    real = os.fsync
+    gate = threading.Event()
+    synced: list[int] = []
+
+    def gated_fsync(fd: int) -> None:
+        gate.wait(30)
+        real(fd)
+        synced.append(fd)
+
+    acked: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        logs = storage.logs
+        sid = await logs.create_stream("t-0")
+        monkeypatch.setattr(os, "fsync", gated_fsync)
+
+        async def produce(n: int) -> None:
+            r = await logs.append(sid, batch(n), now_ms=NOW).durable()
+            acked.append(r.base_offset)
+
+        nursery.start_soon(produce, 1)
+        await trio.sleep(0.05)
+        for n in (2, 3):  # queued while the first write waits for its fsync
+            nursery.start_soon(produce, n)
+        await trio.sleep(0.05)
+        assert acked == [] and synced == []  # nothing acknowledged before its fsync
+        assert logs.offsets(sid).high_watermark == 0
+        nursery.start_soon(storage.close)  # shutdown with appends in flight and queued
+        await trio.sleep(0.05)
+        gate.set()
+        with trio.fail_after(30):
+            while len(acked) < 3 or not storage.logs.stats()["fsyncs"] or writers() - before:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert acked[0] == 0 and sorted(acked[1:]) in ([1, 3], [1, 4]) and len(synced) >= 2
+    monkeypatch.setattr(os, "fsync", real)
+    async with running(tmp_path) as st:
+        assert st.logs.offsets(sid).high_watermark == 6
