@@ -218,9 +218,14 @@ class ManifestStore:
 
     async def claim_after_offline(self, cached: Manifest, now_ms: int) -> None:
         """Claim the writer epoch for a node that started on its cached manifest. If the bucket
-        moved on meanwhile (another node wrote), this node is the stale one: FencedError."""
+        moved on meanwhile (another node wrote), this node is the stale one: FencedError.
+
+        Newer manifests with the cache's own epoch are this node's previous run's: a commit whose
+        reply was lost in the outage, or a crash between a commit and the cache write. The WAL is
+        trimmed only after the cache write, so it still holds their data: they are superseded
+        (their extra objects become orphans and are collected), not a rival's."""
         latest = await self.load_latest()
-        if latest is not None and latest.seq != cached.seq:
+        if latest is not None and latest.seq != cached.seq and latest.epoch != cached.epoch:
             self._fence(latest.epoch)
         await self.claim(latest, now_ms)
 

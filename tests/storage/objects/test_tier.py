@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from appliance.errors import StorageError, StorageFullError
-from appliance.storage.manifest import ManifestStore
+from appliance.storage.manifest import ManifestStore, manifest_key
 from appliance.storage.objects import FaultyObjectStore, MemoryObjectStore
 from tests.storage.objects.helpers import produce, read_all, running_tier, values
 
@@ -209,6 +209,33 @@ async def test_plant_starts_while_its_store_is_down_and_claims_it_later(tmp_path
         assert st.tier.manifests.claimed and not st.status().fenced
     async with running_tier(tmp_path / "cloud", store) as st:  # the bucket alone has all 60
         assert len(await read_all(st, a)) == 60
+
+
+async def test_offline_start_claims_over_its_own_commit_whose_reply_was_lost(tmp_path):
+    """A manifest commit can land in the bucket while its reply is lost to the outage (or the
+    process dies before writing its cache): after a restart on the older cache, that manifest
+    carries this node's own epoch and must not fence it (found by the outage fault scenario)."""
+    inner = MemoryObjectStore()
+    store = FaultyObjectStore(inner)
+    async with running_tier(tmp_path / "d", store) as st:
+        a = await st.logs.create_stream("a-0")
+        await produce(st, a, 20, tag=b"a")
+    manifests = ManifestStore(inner)
+    landed = (await manifests.load_latest()).copy()
+    landed.seq += 1  # same epoch: written by the run above, its reply never seen
+    assert await inner.put_if_absent(manifest_key(landed.seq), landed.encode())
+    store.outage = True
+    async with running_tier(tmp_path / "d", store, offline_start_wait=0.3, upload_interval=0.05) as st:
+        await produce(st, a, 20, tag=b"b")
+        store.outage = False
+        with trio.fail_after(10):
+            while st.status().unuploaded_bytes:
+                await trio.sleep(0.02)
+        assert st.tier.manifests.claimed and not st.status().fenced
+        assert st.tier.manifests.epoch == landed.epoch + 1
+    async with running_tier(tmp_path / "cloud", store) as st:  # the bucket alone has all 40
+        got = values(await read_all(st, a))
+        assert got == [b"a%06d" % i + b"." * 1000 for i in range(20)] + [b"b%06d" % i + b"." * 1000 for i in range(20)]
 
 
 async def test_offline_started_node_is_fenced_if_the_bucket_moved_on(tmp_path):
