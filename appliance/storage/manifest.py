@@ -201,7 +201,8 @@ class ManifestStore:
         self.seq = m.seq
 
     async def check_fenced(self) -> None:
-        """Raise FencedError if a manifest after ours exists (another node took over)."""
+        """Raise FencedError if a manifest after ours exists (another node took over). One with
+        our own epoch is our commit in flight (this probe runs beside uploads), not a rival."""
         if self.fenced_by is not None:
             raise FencedError(f"fenced by a writer with epoch {self.fenced_by}")
         if not self.claimed:
@@ -210,7 +211,9 @@ class ManifestStore:
             other = await self.store.get(manifest_key(self.seq + 1))
         except ObjectNotFoundError:
             return
-        self._fence(Manifest.decode(other).epoch)
+        epoch = Manifest.decode(other).epoch
+        if epoch != self.epoch:
+            self._fence(epoch)
 
     def _fence(self, epoch: int) -> None:
         self.fenced_by = epoch

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from appliance.errors import StorageError, StorageFullError
-from appliance.storage.manifest import ManifestStore, manifest_key
+from appliance.storage.manifest import FencedError, ManifestStore, manifest_key
 from appliance.storage.objects import FaultyObjectStore, MemoryObjectStore
 from tests.storage.objects.helpers import produce, read_all, running_tier, values
 
@@ -278,3 +278,21 @@ async def test_store_outage_is_reported_while_it_lasts(tmp_path):
             while st.status().unuploaded_bytes or st.status().store_error:
                 await trio.sleep(0.02)
         assert st.status().last_error is None and st.status().store_error_s == 0
+
+
+async def test_fencing_probe_ignores_this_nodes_own_commit_in_flight():
+    """The maintenance pass probes for manifest seq+1 beside an upload whose commit may just have
+    written it (the reply not yet back): that manifest has our epoch and must not fence us;
+    one with another epoch does."""
+    store = MemoryObjectStore()
+    ours = ManifestStore(store)
+    claimed = await ours.claim(None, now_ms=1)
+    in_flight = claimed.copy()
+    in_flight.seq += 1
+    assert await store.put_if_absent(manifest_key(in_flight.seq), in_flight.encode())
+    await ours.check_fenced()  # our own commit: no FencedError
+    rival = ManifestStore(store)
+    await rival.claim(await rival.load_latest(), now_ms=2)
+    ours.seq = in_flight.seq  # the commit's reply arrives; the rival's claim is next
+    with pytest.raises(FencedError, match="took over"):
+        await ours.check_fenced()
