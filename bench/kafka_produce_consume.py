@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def main() -> None:
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     finally:
         app.stop()
+        shutil.rmtree(work, ignore_errors=True)  # a bench run writes GBs: leave no copies behind
 
 
 if __name__ == "__main__":
