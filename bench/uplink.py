@@ -211,13 +211,7 @@ def mqtt_main(args: argparse.Namespace) -> None:
         req0, cpu0 = kafka_requests(cloud), cpu_seconds(plant.proc.pid)
         start = time.perf_counter()
         expected = before + n
-        got = 0
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            got = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
-            if got >= expected:
-                break
-            time.sleep(0.05)
+        got = wait_for_total(cloud, MQTT_CLOUD_TOPIC, args.partitions, expected, args.timeout, poll=0.05)
         catchup_s = time.perf_counter() - start
         cpu = cpu_seconds(plant.proc.pid) - cpu0
         reqs = kafka_requests(cloud) - req0
@@ -233,6 +227,18 @@ def mqtt_main(args: argparse.Namespace) -> None:
     finally:
         plant.kill()
         cloud.kill()
+
+
+def wait_for_total(cloud: ApplianceProcess, topic: str, partitions: int, expected: int, timeout: float, *, poll: float) -> int:
+    """Poll the cloud topic's summed high watermarks until they reach `expected` (or time out)."""
+    got = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = sum(watermarks(cloud.bootstrap, topic, partitions))
+        if got >= expected:
+            break
+        time.sleep(poll)
+    return got
 
 
 def main() -> None:
@@ -283,13 +289,7 @@ def main() -> None:
         cloud.start()
         start = time.perf_counter()
         expected = before + n
-        got = 0
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            got = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
-            if got >= expected:
-                break
-            time.sleep(0.1)
+        got = wait_for_total(cloud, CLOUD_TOPIC, args.partitions, expected, args.timeout, poll=0.1)
         catchup_s = time.perf_counter() - start
         rate = n * args.value_size / catchup_s / 1e6
         time.sleep(1.0)
