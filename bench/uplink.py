@@ -215,14 +215,10 @@ def mqtt_main(args: argparse.Namespace) -> None:
         catchup_s = time.perf_counter() - start
         cpu = cpu_seconds(plant.proc.pid) - cpu0
         reqs = kafka_requests(cloud) - req0
-        time.sleep(1.0)
-        final = sum(watermarks(cloud.bootstrap, MQTT_CLOUD_TOPIC, args.partitions))
         print(f"small-batch catch-up: {got - before}/{n} records in {catchup_s:.2f} s = {n / catchup_s:,.0f} records/s; "
               f"plant CPU {cpu:.2f} s ({cpu / n * 1e6:.0f} us/record); cloud Kafka requests {reqs} "
               f"({reqs / n * 1000:.1f} per 1000 records, incl. the test's own watermark polls)")
-        sent = args.latency_count + int(args.latency_rate) + n
-        print(f"exactly once: cloud holds {final - base} records after the warm-up, sent {sent} -> "
-              f"{'OK' if final - base == sent else 'MISMATCH'}")
+        check_exactly_once(cloud, MQTT_CLOUD_TOPIC, args.partitions, base, args.latency_count + int(args.latency_rate) + n)
         print(f"load average: {os.getloadavg()[0]:.1f}")
     finally:
         plant.kill()
@@ -239,6 +235,14 @@ def wait_for_total(cloud: ApplianceProcess, topic: str, partitions: int, expecte
             break
         time.sleep(poll)
     return got
+
+
+def check_exactly_once(cloud: ApplianceProcess, topic: str, partitions: int, base: int, sent: int) -> None:
+    """After a settling second, the cloud topic must hold exactly what was sent since `base`."""
+    time.sleep(1.0)
+    final = sum(watermarks(cloud.bootstrap, topic, partitions))
+    print(f"exactly once: cloud holds {final - base} records after the warm-up, sent {sent} -> "
+          f"{'OK' if final - base == sent else 'MISMATCH'}")
 
 
 def main() -> None:
@@ -292,14 +296,10 @@ def main() -> None:
         got = wait_for_total(cloud, CLOUD_TOPIC, args.partitions, expected, args.timeout, poll=0.1)
         catchup_s = time.perf_counter() - start
         rate = n * args.value_size / catchup_s / 1e6
-        time.sleep(1.0)
-        final = sum(watermarks(cloud.bootstrap, CLOUD_TOPIC, args.partitions))
         print(f"catch-up: {got - before}/{n} records in {catchup_s:.2f} s after the cloud was back = {rate:.1f} MB/s; "
               f"ratio to the measured ingest {rate / ingest:.2f}x, to a {args.nominal_ingest_mbps:g} MB/s plant "
               f"{rate / args.nominal_ingest_mbps:.1f}x")
-        sent = args.latency_count + int(args.latency_rate) + n
-        print(f"exactly once: cloud holds {final - base} records after the warm-up, sent {sent} -> "
-              f"{'OK' if final - base == sent else 'MISMATCH'}")
+        check_exactly_once(cloud, CLOUD_TOPIC, args.partitions, base, args.latency_count + int(args.latency_rate) + n)
     finally:
         plant.kill()
         cloud.kill()
