@@ -17,7 +17,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.admin.client import DEFAULT_URL, AdminAPIError, AdminClient
 from appliance.admin.models import (
@@ -65,6 +65,8 @@ def _kv(pairs: Sequence[str], flag: str) -> dict[str, str]:
 
 # --- commands ------------------------------------------------------------------------------------
 
+T = TypeVar("T")
+
 
 def _client(args: argparse.Namespace) -> AdminClient:
     return AdminClient(args.admin)
@@ -93,11 +95,16 @@ def print_status(st: Status) -> None:
             print(f"warning   {w}")
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _show(args: argparse.Namespace, fetch: Callable[[AdminClient], T], render: Callable[[T], None]) -> int:
+    """One read from the admin API, printed as JSON (--json) or as the command's table."""
     with _client(args) as c:
-        st = c.status()
-    _print_json(st) if args.json else print_status(st)
+        result = fetch(c)
+    _print_json(result) if args.json else render(result)
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _show(args, lambda c: c.status(), print_status)
 
 
 def print_topics(topics: Sequence[TopicInfo]) -> None:
@@ -118,17 +125,11 @@ def print_topic(t: TopicInfo) -> None:
 
 
 def cmd_topics_list(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        topics = c.topics()
-    _print_json(topics) if args.json else print_topics(topics)
-    return 0
+    return _show(args, lambda c: c.topics(), print_topics)
 
 
 def cmd_topics_describe(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        t = c.topic(args.name)
-    _print_json(t) if args.json else print_topic(t)
-    return 0
+    return _show(args, lambda c: c.topic(args.name), print_topic)
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
@@ -185,17 +186,11 @@ def print_group(g: GroupInfo) -> None:
 
 
 def cmd_groups_list(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        groups = c.groups()
-    _print_json(groups) if args.json else print_groups(groups)
-    return 0
+    return _show(args, lambda c: c.groups(), print_groups)
 
 
 def cmd_groups_describe(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        g = c.group(args.group)
-    _print_json(g) if args.json else print_group(g)
-    return 0
+    return _show(args, lambda c: c.group(args.group), print_group)
 
 
 def print_clients(c: Clients) -> None:
@@ -217,10 +212,7 @@ def print_clients(c: Clients) -> None:
 
 
 def cmd_clients(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        clients = c.clients(args.limit)
-    _print_json(clients) if args.json else print_clients(clients)
-    return 0
+    return _show(args, lambda c: c.clients(args.limit), print_clients)
 
 
 def print_uplink(u: UplinkStatus) -> None:
@@ -271,10 +263,7 @@ def print_certificates(certs: Certificates) -> None:
 
 
 def cmd_certs_list(args: argparse.Namespace) -> int:
-    with _client(args) as c:
-        certs = c.certificates()
-    _print_json(certs) if args.json else print_certificates(certs)
-    return 0
+    return _show(args, lambda c: c.certificates(), print_certificates)
 
 
 def cmd_certs_issue(args: argparse.Namespace) -> int:
