@@ -84,6 +84,7 @@ class Appliance:
         self.host_born_at: int | None = None  # Sparkplug host STATE timestamp (broker mode), when host_id is set
         self._mqtt_stop = trio.Event()  # set by the drain once the egress and the host STATE are done
         self._mqtt_done: list[trio.Event] = []  # one per MQTT listener, set when it has drained
+        self._bridge_done: trio.Event | None = None  # set once the bridge said goodbye upstream
         self.uplink: Any = None  # appliance.uplink.forwarder.Forwarder when [uplink] enabled (plant role)
         self.security: Any = None  # appliance.security.service.Security
         self.admin_servers: list[Any] = []
@@ -211,8 +212,9 @@ class Appliance:
         if s.bridge.upstream is not None:
             from appliance.ingest.bridge.runner import run_bridge
 
-            services.start_soon(partial(run_bridge, s.bridge, self.mqtt, self.stopping, meta=self.storage.meta,
-                                        host_id=s.sparkplug.host_id))
+            self._bridge_done = trio.Event()
+            services.start_soon(partial(_run_then_set, self._bridge_done, run_bridge, s.bridge, self.mqtt,
+                                        self.stopping, meta=self.storage.meta, host_id=s.sparkplug.host_id))
 
     async def _publish_host_state(self, *, online: bool) -> None:
         """Sparkplug host STATE, retained in our own broker (broker mode; see sparkplug/host_state.py)."""
@@ -290,6 +292,10 @@ class Appliance:
         with trio.move_on_at(deadline + grace + 2.0):
             for done in self._mqtt_done:
                 await done.wait()
+            if self._bridge_done is not None:
+                # cancelled before its DISCONNECT, the upstream would publish the host's will: a
+                # second death certificate after the explicit one
+                await self._bridge_done.wait()
 
     @property
     def _ready_path(self):
@@ -315,6 +321,13 @@ async def _serve_then_set(done: trio.Event, serve: Any, *args: Any, task_status:
                           **kwargs: Any) -> None:
     try:
         await serve(*args, task_status=task_status, **kwargs)
+    finally:
+        done.set()
+
+
+async def _run_then_set(done: trio.Event, run: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        await run(*args, **kwargs)
     finally:
         done.set()
 

@@ -245,6 +245,7 @@ async def _session(bridge: _Bridge, client: BridgeClient, stream: trio.SocketStr
                     await send(data)
                     await death_acked.wait()
                     log.info("sparkplug_host_state", host_id=bridge.host_id, online=False, timestamp=born_at)
+            with trio.move_on_after(1.0):  # even after an unacknowledged death: no will on top of it
                 await send(client.disconnect())
             nursery.cancel_scope.cancel()
 
