@@ -62,6 +62,7 @@ class TieredLogStore:
         self.wait_for_data = wal.wait_for_data
         self.delete_records = wal.delete_records
         self.producer_state = wal.producer_state
+        self.when_write_done = wal.when_write_done  # optional: lets the MQTT ingest sink gather appends
 
     def streams(self) -> Mapping[int, StreamInfo]:
         wal, tier = self._wal, self._tier

@@ -40,7 +40,7 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,6 +276,8 @@ class WalLogStore:
         self._wakeup = trio.Event()  # the flusher task waits here while nothing is in flight
         self._writer: WalWriter | None = None
         self._inflight: _Flush | None = None
+        self._after_write: list[Callable[[], None]] = []  # see when_write_done()
+        self._finishing = False  # in _finish: it starts the next write itself, no flusher wake-up
         self._crash: Exception | None = None  # a bug in publishing, raised by the flusher task
         self._closing = False
         self._closed = False
@@ -540,9 +542,22 @@ class WalLogStore:
         size = len(item[4]) + fmt.HEADER_SIZE
         g.nbytes += size
         self._queued_bytes += size
-        if self._inflight is None:
+        if self._inflight is None and not self._finishing:
             self._wakeup.set()
         return g
+
+    def when_write_done(self, hook: Callable[[], None]) -> bool:
+        """If a group write is in flight, call `hook()` on the trio thread once it has completed,
+        right before the next write takes the queued appends, and return True; else return False
+        (nothing to wait for: append now). Appends made by the hook join that next write.
+
+        For a caller that gathers appends (the MQTT ingest sink): while an fsync runs, whatever
+        arrives is handed over as one append when it returns, instead of one append per arrival,
+        and it still makes the very next write. The hook must not raise (an error is logged)."""
+        if self._inflight is None or not self._fsync:
+            return False
+        self._after_write.append(hook)
+        return True
 
     def append(self, stream_id: int, batch: bytes | memoryview, *, now_ms: int) -> _PendingAppend | _PendingDuplicate:
         s = self._streams.get(stream_id)
@@ -876,6 +891,8 @@ class WalLogStore:
                 if not isinstance(error, OSError) and not self._closed:  # a bug, not the disk
                     log.error("wal_flush_crashed", error=repr(error))
                 self._fail(flush.groups, error)
+            if self._after_write:
+                self._run_after_write()
             if self._fsync and not self._closed and (self._groups or self._roll_requested):
                 self._start()
         except Exception as e:
@@ -887,7 +904,21 @@ class WalLogStore:
             self._crash = e
             self._wakeup.set()
         finally:
+            if self._after_write:  # not stranded by a crash above: their appends fail instead
+                self._run_after_write()
             flush.done.set()
+
+    def _run_after_write(self) -> None:
+        hooks, self._after_write = self._after_write, []
+        self._finishing = True
+        try:
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception as e:  # a caller's bug must not stop the WAL
+                    log.error("wal_after_write_hook_failed", error=repr(e))
+        finally:
+            self._finishing = False
 
     def _publish(
         self, groups: list[_Group], items: list[Any], new_fd: int, new_seg: _Segment | None,
