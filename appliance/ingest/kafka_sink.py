@@ -118,7 +118,9 @@ class KafkaIngestSink:
         if self._pending >= self.max_pending:
             self.stats.refused_backpressure += 1
             raise StorageFullError(f"{self._pending} ingested messages are waiting for the WAL")
-        routed = self.ingestor.process(msg, self._monotonic())  # IngestRejectedError goes to the publisher
+        ingestor = self.ingestor
+        now = self._monotonic() if ingestor.needs_time(msg) else 0.0
+        routed = ingestor.process(msg, now)  # IngestRejectedError goes to the publisher
         if routed.commands:
             self._commands.extend(routed.commands)
             self._wake.set()

@@ -54,6 +54,11 @@ class Ingestor:
         self._sp_raw = Template(sp.raw_topic) if sp.raw_topic else None
         self.skipped_local = 0
 
+    def needs_time(self, msg: InboundMessage) -> bool:
+        """Whether `process` reads `now` for this message (only Sparkplug does), so that a caller
+        on the hot path can skip reading the clock for every other message."""
+        return self.sparkplug is not None and msg.topic.startswith("spBv1.0/")
+
     def process(self, msg: InboundMessage, now: float) -> Routed:
         if msg.client_id.startswith(LOCAL_ORIGIN):
             self.skipped_local += 1

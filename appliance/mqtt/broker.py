@@ -16,6 +16,7 @@ MetaStore port); without one, state lives in memory only.
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -83,6 +84,8 @@ class Broker:
         self.sink: IngestSink = sink if sink is not None else DurableSink()
         self._id_factory = id_factory or (lambda: "millstream-" + secrets.token_hex(8))
         self._wall_ms = wall_ms or (lambda: time.time_ns() // 1_000_000)
+        self._wall_now = math.nan  # the monotonic `now` of the last publish, and the wall clock then
+        self._wall_then = 0
         self.sessions: dict[str, SessionState] = {}
         self.trie = SubscriptionTrie()
         self.retained: dict[str, Message] = {}
@@ -198,8 +201,11 @@ class Broker:
             username, version = publisher.username, publisher.version
         else:
             username, version = None, 5
+        if now != self._wall_now:  # the messages of one read share it: one clock read per read
+            self._wall_now = now
+            self._wall_then = self._wall_ms()
         waiter = self.sink.submit(InboundMessage(msg.origin or "", msg.topic, msg.payload, msg.qos, msg.retain,
-                                                 self._wall_ms(), username, msg.properties, version, is_will))
+                                                 self._wall_then, username, msg.properties, version, is_will))
         if msg.qos == 0 and waiter is not None:
             _discard(waiter)
             waiter = None
