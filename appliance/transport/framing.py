@@ -10,6 +10,7 @@ no further: a connection holds at most about two chunks outside the budget.
 from __future__ import annotations
 
 import math
+import os
 import struct
 
 import trio
@@ -37,12 +38,29 @@ class FrameReader:
         self._budget = budget
         self._frame_timeout = frame_timeout
         self.held = 0  # bytes of the budget this reader holds for the current frame
+        # A plain TCP socket is read directly: wait until readable, then one read. About half the
+        # Python work per wake-up of a stream receive (which also tries a read that finds
+        # nothing before every wait). Only while read_frame() runs: never after the stream closed.
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+
+    async def _receive(self, size: int) -> bytes:
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(size)
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:
+                continue  # woken without data after all
+            except OSError as e:
+                raise trio.BrokenResourceError(f"socket read failed: {e}") from e
 
     async def _fill(self, need: int, exact: bool = False) -> bool:
         """Buffer at least `need` bytes; `exact`: never read past them (a reserved frame's end)."""
         while len(self._buf) < need:
             missing = min(need - len(self._buf), _MAX_READ)
-            data = await self._stream.receive_some(missing if exact else max(self._chunk, missing))
+            data = await self._receive(missing if exact else max(self._chunk, missing))
             if not data:
                 if self._buf:
                     raise ProtocolError(f"connection closed mid-frame ({len(self._buf)} of {need} bytes)")
