@@ -261,7 +261,10 @@ class KafkaServer:
                         self._reject(peer, conn_id, reason)
                         break
                     if item is not None:
-                        await send.send(item)
+                        try:  # no scheduling round when the writer has room (it usually waits)
+                            send.send_nowait(item)
+                        except trio.WouldBlock:
+                            await send.send(item)
         return reason
 
     def _reject(self, peer: str, conn_id: int, reason: str) -> None:
