@@ -209,11 +209,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# What a user after low latency would set: a Fetch returns as soon as there is one byte (the broker
+# parks it until then, at most 100 ms). Printed with the result.
+E2E_CONSUMER = {"fetch.wait.max.ms": 100, "fetch.min.bytes": 1, "enable.auto.commit": False}
+
+
 def _e2e_consumer(bootstrap: str, total: int, seconds: float, ready, out: mp.Queue) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e", "fetch.wait.max.ms": 100,
-                  "fetch.min.bytes": 1, "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "e2e", **E2E_CONSUMER})
     c.assign([TopicPartition("bench.e2e", 0, 1)])
     c.poll(0.5)
     ready.set()
@@ -230,7 +234,16 @@ def _e2e_consumer(bootstrap: str, total: int, seconds: float, ready, out: mp.Que
 
 def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
     """Paced QoS 1 publishes stamped with their send time; a confluent-kafka consumer in another
-    process reads the mapped topic and measures publish -> delivery."""
+    process reads the mapped topic and measures publish -> delivery. Also the CPU of this
+    process (the paced publisher and its PUBACK reader) and of the consumer process, which share
+    the machine's cores with the appliance."""
+    import resource
+
+    def cpu(who: int) -> float:
+        r = resource.getrusage(who)
+        return r.ru_utime + r.ru_stime
+
+    self0 = cpu(resource.RUSAGE_SELF)
     sock = open_conn(app.mqtt_port, "e2e-pub")
     sock.sendall(publish_packet(b"e2e/warmup", b"0" * 8, 1, 1))  # creates the topic
     sock.recv(4)
@@ -251,13 +264,17 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
             time.sleep(min(d, 0.0005))
         sock.sendall(publish_packet(b"e2e/m", struct.pack(">d", time.time()) + filler, 1, i % 65535 + 1))
     acks.join(seconds + 20)
+    publisher_cpu = cpu(resource.RUSAGE_SELF) - self0
+    children0 = cpu(resource.RUSAGE_CHILDREN)
     lat = sorted(q.get(timeout=seconds + 40))
     consumer.join(10)
+    consumer_cpu = cpu(resource.RUSAGE_CHILDREN) - children0  # the consumer, reaped just now
     sock.close()
     if not lat:
         return {"received": 0}
     return {"received": len(lat), "sent": total, "p50_ms": lat[len(lat) // 2] * 1000,
-            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "max_ms": lat[-1] * 1000}
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "max_ms": lat[-1] * 1000,
+            "publisher_us": publisher_cpu / total * 1e6, "consumer_us": consumer_cpu / total * 1e6}
 
 
 def _drain(sock: socket.socket, expected: int, timeout: float) -> None:
@@ -328,7 +345,10 @@ def main() -> None:
                      else "nothing received")
                   + f"; millstream CPU {cpu / max(e2e.get('sent', 1), 1) * 1e6:.1f} us/msg (incl. the consumer's fetches)"
                   + f", {fsyncs} fsyncs ({fsyncs / max(e2e.get('sent', 1), 1):.2f} per msg, "
-                  f"{cpu / max(fsyncs, 1) * 1e6:.0f} us CPU per fsync)")
+                  f"{cpu / max(fsyncs, 1) * 1e6:.0f} us CPU per fsync)"
+                  + (f"; on the same cores: publisher {e2e['publisher_us']:.0f} us/msg, consumer process "
+                     f"{e2e['consumer_us']:.0f} us/msg" if e2e.get("received") else ""))
+            print(f"  consumer: confluent-kafka (librdkafka) {E2E_CONSUMER}")
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     finally:
         app.kill()
