@@ -2,11 +2,17 @@
 
 Adapter (trio). The broker calls `submit(msg)` synchronously for every accepted PUBLISH; the pure
 `Ingestor` maps it right there (a refusal raises, so the publisher gets the reason code) and the
-records join the current *round*. A pump task takes the whole round at once, so messages that
-arrived together from any number of connections become one record batch per partition and one
+records join the current *round*. The whole round is appended at once, so messages that arrived
+together from any number of connections become one record batch per partition and one
 `LogStore.append` each; the WAL's group commit then makes them durable with one fsync shared with
 everything else written at that moment (Kafka produces included). While round N waits for its
 fsync, round N+1 fills: appends are pipelined, never one fsync per message.
+
+Who appends a round: when its first message arrives and the WAL is idle, the pump task, at once.
+While a WAL write is in flight, the WAL itself, through its `when_write_done` hook, right when
+that write returns and before the next one starts: everything that arrived during one fsync
+becomes one round for the very next write (no later than before), at one wake-up per fsync
+cycle instead of one per arrival. One settler task completes the rounds' tickets, in order.
 
 `submit` returns, for QoS 1/2, a ticket the MQTT writer awaits before sending PUBACK/PUBREC: it
 completes when every record of that message is durable and raises StorageError (0x97 / 3.1.1
