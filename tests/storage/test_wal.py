@@ -436,3 +436,50 @@ async def test_acks_wait_for_the_writer_threads_fsync_and_close_joins_it(tmp_pat
     monkeypatch.setattr(os, "fsync", real)
     async with running(tmp_path) as st:
         assert st.logs.offsets(sid).high_watermark == 6
+
+
+async def test_when_write_done_hands_over_appends_for_the_next_write(tmp_path, monkeypatch):
+    # The MQTT ingest sink's way to make one append per fsync cycle: while a write is in flight,
+    # the hook runs once it has returned (its data already durable) and its appends make the next write.
+    storage = open_local_storage(tmp_path, settings())
+    real = os.fsync
+    gate = threading.Event()
+
+    def gated_fsync(fd: int) -> None:
+        gate.wait(30)
+        real(fd)
+
+    calls: list[int] = []
+    pendings: list = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        logs = storage.logs
+        sid = await logs.create_stream("t-0")
+        assert logs.when_write_done(lambda: calls.append(-1)) is False  # idle: append now instead
+        monkeypatch.setattr(os, "fsync", gated_fsync)
+        first = logs.append(sid, batch(2), now_ms=NOW)
+        with trio.fail_after(30):
+            while not logs.when_write_done(lambda: None):  # the write has been handed to the thread
+                await trio.sleep(0.01)
+
+        def hook() -> None:
+            calls.append(logs.offsets(sid).high_watermark)  # the write before it is published
+            pendings.append(logs.append(sid, batch(3), now_ms=NOW))
+
+        def broken() -> None:
+            raise RuntimeError("a caller's bug")
+
+        assert logs.when_write_done(broken) is True
+        assert logs.when_write_done(hook) is True
+        await trio.sleep(0.05)
+        assert calls == []  # not before the write in flight returns
+        gate.set()
+        with trio.fail_after(30):
+            assert (await first.durable()).base_offset == 0
+            assert calls == [2]
+            second = await pendings[0].durable()
+        assert (second.base_offset, second.last_offset) == (2, 4)
+        assert (await logs.append(sid, batch(1), now_ms=NOW).durable()).base_offset == 5  # WAL still works
+        await storage.close()
+        nursery.cancel_scope.cancel()
+    monkeypatch.setattr(os, "fsync", real)
