@@ -172,6 +172,13 @@ class Forwarder:
         self.merged_parts = 0  # stored batches that went out inside merged ones
         self.producer_starts = 0
         self.sessions = 0
+        self.produce_requests = 0
+        self.checkpoints = 0  # MetaStore writes of lane records
+        # wall-clock marks of the current session, for catch-up figures: connected, first Produce
+        # sent, last batch acknowledged (None: not yet)
+        self.session_started_at: float | None = None
+        self.first_send_at: float | None = None
+        self.last_ack_at: float | None = None
         self._session_error: BaseException | None = None
         self._inflight: dict[int | None, int] = {}
         self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
@@ -269,6 +276,11 @@ class Forwarder:
             "merged_batches": self.merged_batches,
             "merged_stored_batches": self.merged_parts,
             "producer_starts": self.producer_starts,
+            "produce_requests": self.produce_requests,
+            "checkpoints": self.checkpoints,
+            "session_started_at": self.session_started_at,
+            "first_send_at": self.first_send_at,
+            "last_ack_at": self.last_ack_at,
             "bandwidth_cap": self.settings.bandwidth,
             "backlog_records": sum(t["backlog_records"] for t in topics.values()),
             "backlog_bytes": sum(t["backlog_bytes"] for t in topics.values()),
@@ -387,6 +399,7 @@ class Forwarder:
                 self._kick_checkpoint()
                 return
             raise
+        self.checkpoints += 1
         self._deleted -= deleted
         for lane, rec in applied:
             lane.checkpointed(rec)
@@ -471,6 +484,7 @@ class Forwarder:
         self.connect_failures = 0
         self._metadata_failures = 0
         self.sessions += 1
+        self.session_started_at, self.first_send_at = self.wall_clock(), None
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
         async with trio.open_nursery() as nursery:
@@ -634,6 +648,9 @@ class Forwarder:
                 pending = await client.send_produce(node, {k: v[2] for k, v in parts.items()},
                                                     timeout_ms=int(self.settings.request_timeout * 1000))
                 dispatched += 1
+                self.produce_requests += 1
+                if self.first_send_at is None:
+                    self.first_send_at = self.wall_clock()
                 self._inflight[node] = self._inflight.get(node, 0) + 1
                 answers = self._answer_queues.get(node)
                 if answers is None:  # one reader per node: answers are applied in send order
@@ -679,6 +696,7 @@ class Forwarder:
                         self.sent_records += sb.count
                         self.sent_bytes += sb.size
                         self.meter.add(sb.size, sb.count)
+                        self.last_ack_at = self.wall_clock()
                         if r.error == DUPLICATE_SEQUENCE:
                             self.duplicates += 1
                         self.backoff.reset()
