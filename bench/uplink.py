@@ -194,6 +194,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds of the process's main (trio) thread alone; the rest went to worker threads."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def kafka_requests(app: ApplianceProcess) -> int:
     import json
     import urllib.request
@@ -282,15 +288,18 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--mode", choices=("kafka", "mqtt"), default="kafka")
     ap.add_argument("--small-batches", type=int, default=20000, help="--mode mqtt: one-record batches in the backlog")
-    ap.add_argument("--merge-bytes", type=int, default=None, help="--mode mqtt: [uplink] merge_bytes (0: no merging)")
+    ap.add_argument("--merge-bytes", type=int, default=None, help="[uplink] merge_bytes (0: no merging)")
+    ap.add_argument("--max-request-bytes", type=int, default=None, help="[uplink] max_request_bytes")
     ap.add_argument("--profile", default=None, help="a folder: py-spy both processes during the catch-up (raw stacks)")
     args = ap.parse_args()
     if args.mode == "mqtt":
         return mqtt_main(args)
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-"))
     cloud = ApplianceProcess(work / "cloud", role="cloud").start()
+    extra = {k: v for k, v in (("max_request_bytes", args.max_request_bytes), ("merge_bytes", args.merge_bytes))
+             if v is not None}
     cfg = plant_config(work / "plant.toml", cloud.bootstrap, [{"prefix": "bench."}], site="site1",
-                       reconnect_backoff="50ms", reconnect_backoff_max="250ms")
+                       reconnect_backoff="50ms", reconnect_backoff_max="250ms", **extra)
     plant = ApplianceProcess(work / "plant", config=cfg).start()
     try:
         admin = AdminClient({"bootstrap.servers": plant.bootstrap})  # keep a reference: futures die with it
@@ -321,6 +330,7 @@ def main() -> None:
         cloud.start()
         t_ready = time.time()
         cpu0 = cpu_seconds(plant.proc.pid), cpu_seconds(cloud.proc.pid)
+        main0 = main_thread_cpu(plant.proc.pid), main_thread_cpu(cloud.proc.pid)
         req0, up0 = kafka_requests(cloud), uplink_status(plant)
         spies = []
         if args.profile:
@@ -335,6 +345,7 @@ def main() -> None:
                 break
             time.sleep(0.1)  # the window comes from the plant's own marks, not from this poll
         cpu = cpu_seconds(plant.proc.pid) - cpu0[0], cpu_seconds(cloud.proc.pid) - cpu0[1]
+        main = main_thread_cpu(plant.proc.pid) - main0[0], main_thread_cpu(cloud.proc.pid) - main0[1]
         reqs = kafka_requests(cloud) - req0
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -351,7 +362,8 @@ def main() -> None:
               f"to a {args.nominal_ingest_mbps:g} MB/s plant {rate / args.nominal_ingest_mbps:.1f}x")
         preqs = up["produce_requests"] - up0["produce_requests"]
         print(f"CPU per MB: plant {cpu[0] / mb * 1000:.1f} ms, cloud {cpu[1] / mb * 1000:.1f} ms "
-              f"(plant {cpu[0]:.2f} s, cloud {cpu[1]:.2f} s over {mb:.1f} MB); Produce requests {preqs} "
+              f"(plant {cpu[0]:.2f} s, cloud {cpu[1]:.2f} s over {mb:.1f} MB; main threads {main[0]:.2f} s, "
+              f"{main[1]:.2f} s); Produce requests {preqs} "
               f"({preqs / mb:.1f}/MB, {mb / max(preqs, 1) * 1000:.0f} kB each), cloud Kafka requests {reqs}, "
               f"uplink checkpoints {up['checkpoints'] - up0['checkpoints']}, merged batches "
               f"{up['merged_batches'] - up0['merged_batches']}")
