@@ -83,6 +83,14 @@ Priorities and the bandwidth cap: requests are filled in priority order (lower n
 one batch per partition and request, as Kafka requires). With a cap (`bandwidth`, bytes/s) only
 the most urgent priority level that has a backlog may send, so e.g. alarms drain before bulk
 telemetry; without a cap every lane sends and priority only orders the request.
+
+Request size and read-ahead (catch-up speed): stored batches are often ~1 MiB (a client's
+batch.size), so a 1 MiB request carries one partition's batch and a backlog moves one batch per
+request, answer and checkpoint. A request may hold up to `max_request_bytes` (4 MiB: several
+partitions' batches), but only once the link has carried that much within a quarter of
+`request_timeout` this session (`_request_limit`): a slow link keeps 1 MiB requests, which it
+finishes well before the answer's deadline. Lanes read several stored batches per read when
+there are few lanes (READ_AHEAD_TOTAL shared, 1-4 MiB per lane).
 """
 
 from __future__ import annotations
@@ -127,7 +135,10 @@ log = get_logger("uplink")
 NAMESPACE = "uplink"
 PRODUCER_KEY = "producer"
 MAX_IN_FLIGHT = 5  # Produce requests per connection; Kafka keeps idempotent ordering up to 5
-READ_AHEAD_BYTES = 1 << 20
+READ_AHEAD_BYTES = 1 << 20  # per lane and read, at least
+READ_AHEAD_TOTAL = 16 << 20  # ... and up to this much shared by the lanes, 4 MiB per lane at most
+READ_AHEAD_MAX = 4 << 20
+REQUEST_FLOOR = 1 << 20  # requests grow past this only on a link that has shown it carries them
 TOPIC_EXISTS = 36
 DUPLICATE_SEQUENCE = 46
 
@@ -179,6 +190,8 @@ class Forwarder:
         self.session_started_at: float | None = None
         self.first_send_at: float | None = None
         self.last_ack_at: float | None = None
+        self._session_sent_at: float | None = None  # clock() of the session's first Produce
+        self._session_sent_bytes = 0  # sent_bytes when it went
         self._session_error: BaseException | None = None
         self._inflight: dict[int | None, int] = {}
         self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
@@ -340,7 +353,7 @@ class Forwarder:
 
     async def _fill(self, lane: Lane) -> None:
         try:
-            res = await self.logs.read(lane.stream_id, lane.read_from, READ_AHEAD_BYTES)
+            res = await self.logs.read(lane.stream_id, lane.read_from, self._read_ahead())
         except OffsetOutOfRangeError as e:
             if (e.offset < e.log_start and lane.frontier == lane.acked and lane.outstanding == 0
                     and lane.unacked == 0):
@@ -353,6 +366,22 @@ class Forwarder:
             lane.blocked = "local partition deleted"
             return
         lane.add_read(res.batches)
+
+    def _read_ahead(self) -> int:
+        """Bytes per read: with few lanes several stored batches at once (fewer reads per MB)."""
+        return max(READ_AHEAD_BYTES, min(READ_AHEAD_MAX, READ_AHEAD_TOTAL // max(len(self.lanes), 1)))
+
+    def _request_limit(self, now: float) -> int:
+        """Largest Produce request now: max_request_bytes, but no more than the link has shown it
+        carries in a quarter of request_timeout this session (at least REQUEST_FLOOR), so a slow
+        link never gets a request it cannot finish before the answer's deadline."""
+        cap = self.settings.max_request_bytes
+        floor = min(cap, REQUEST_FLOOR)
+        if self._session_sent_at is None or cap <= floor:
+            return floor
+        elapsed = max(now - self._session_sent_at, 0.05)
+        rate = (self.sent_bytes - self._session_sent_bytes) / elapsed
+        return max(floor, min(cap, int(rate * self.settings.request_timeout / 4)))
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -485,6 +514,7 @@ class Forwarder:
         self._metadata_failures = 0
         self.sessions += 1
         self.session_started_at, self.first_send_at = self.wall_clock(), None
+        self._session_sent_at = None
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
         async with trio.open_nursery() as nursery:
@@ -608,8 +638,8 @@ class Forwarder:
             lanes = [lane for lane in lanes if lane.priority == urgent]
         requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytes]]] = {}
         sizes: dict[int | None, int] = {}
-        limit = self.settings.max_request_bytes
-        merge_bytes = min(self.settings.merge_bytes, limit)
+        limit = self._request_limit(now)
+        merge_bytes = min(self.settings.merge_bytes, self.settings.max_request_bytes)
         for lane in lanes:
             if not lane.ready(now) or self._inflight.get(lane.node, 0) >= MAX_IN_FLIGHT:
                 continue
@@ -651,6 +681,7 @@ class Forwarder:
                 self.produce_requests += 1
                 if self.first_send_at is None:
                     self.first_send_at = self.wall_clock()
+                    self._session_sent_at, self._session_sent_bytes = self.clock(), self.sent_bytes
                 self._inflight[node] = self._inflight.get(node, 0) + 1
                 answers = self._answer_queues.get(node)
                 if answers is None:  # one reader per node: answers are applied in send order
