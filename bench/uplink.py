@@ -123,10 +123,10 @@ def uplink_status(app: ApplianceProcess) -> dict:
 
 
 def start_profiler(pid: int, out: Path) -> subprocess.Popen:
-    """py-spy (from the venv) sampling `pid` without pausing it, 200/s, only the thread holding
-    the GIL (so samples ~ Python CPU time); collapsed stacks in `out`."""
+    """py-spy (from the venv) sampling `pid` without pausing it, 200/s, every busy thread apart
+    (the first frame names the thread); collapsed stacks in `out`."""
     spy = Path(sys.executable).with_name("py-spy")
-    return subprocess.Popen([str(spy), "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw", "-o", str(out),
+    return subprocess.Popen([str(spy), "record", "--nonblocking", "--threads", "-r", "200", "-f", "raw", "-o", str(out),
                              "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
