@@ -88,6 +88,14 @@ def batch_meta(batch: bytes | memoryview) -> tuple[int, int, int]:
 def encode_object(streams: Sequence[tuple[int, Sequence[bytes]]],
                   block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[bytes, list[BlockEntry]]:
     """Pack [(stream_id, batches in offset order), ...] into one object; returns its bytes and index."""
+    parts, _size, entries = encode_object_parts(streams, block_size)
+    return b"".join(parts), entries
+
+
+def encode_object_parts(streams: Sequence[tuple[int, Sequence[bytes]]],
+                        block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[list[bytes], int, list[BlockEntry]]:
+    """encode_object as the object's parts in order (its batches, index, footer) and its size, for a
+    store that writes them back to back (`ObjectStore.put` takes parts): no joined copy of the data."""
     parts: list[bytes] = []
     entries: list[BlockEntry] = []
     pos = 0
@@ -107,7 +115,7 @@ def encode_object(streams: Sequence[tuple[int, Sequence[bytes]]],
     footer = FOOTER.pack(pos, len(index), len(entries), google_crc32c.value(index), FORMAT_VERSION, 0, 0, MAGIC)
     parts.append(index)
     parts.append(footer)
-    return b"".join(parts), entries
+    return parts, pos + len(index) + len(footer), entries
 
 
 def _add_block(sid: int, batches: list[bytes], pos: int, parts: list[bytes], entries: list[BlockEntry]) -> int:
@@ -181,6 +189,7 @@ __all__ = [
     "decode_footer",
     "decode_index",
     "encode_object",
+    "encode_object_parts",
     "iter_batches",
     "read_index",
 ]

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
 from appliance.storage.objects.port import ObjectInfo, ObjectStore, ObjectStoreError
@@ -44,7 +46,7 @@ class FaultyObjectStore:
             self.failures += 1
             raise ObjectStoreError(f"injected failure: {op}")
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
         await self._enter("put")
         await self.inner.put(key, data)
 

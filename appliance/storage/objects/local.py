@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
 from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError
-from appliance.storage.segments import fsync_dir, pwrite_all
+from appliance.storage.segments import fsync_dir, pwrite_all, pwritev_all
 
 _TMP = ".tmp-"
 
@@ -39,19 +40,22 @@ class LocalObjectStore:
             raise ObjectStoreError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _write_tmp(self, path: Path, data: bytes) -> Path:
+    def _write_tmp(self, path: Path, data: bytes | Sequence[bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{_TMP}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            pwrite_all(fd, data, 0)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                pwrite_all(fd, data, 0)
+            else:
+                pwritev_all(fd, list(data), 0)  # an object's parts, back to back: never joined
             if self._fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         return tmp
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
         path = self._path(key)
 
         def work() -> None:

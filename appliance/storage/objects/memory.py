@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError
+from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, whole
 
 
 class MemoryObjectStore:
@@ -12,9 +14,9 @@ class MemoryObjectStore:
         self.url = "memory://"
         self.objects: dict[str, bytes] = {}
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
         await trio.lowlevel.checkpoint()
-        self.objects[key] = bytes(data)
+        self.objects[key] = whole(data)
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         await trio.lowlevel.checkpoint()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from appliance.storage.objects.port import ObjectInfo, ObjectStore
+from collections.abc import Sequence
+
+from appliance.storage.objects.port import ObjectInfo, ObjectStore, size_of
 
 
 class MeteredObjectStore:
@@ -14,14 +16,14 @@ class MeteredObjectStore:
         self.bytes_put = 0
         self.bytes_got = 0
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
         self.requests["put"] += 1
         try:
             await self.inner.put(key, data)
         except Exception:
             self.errors += 1
             raise
-        self.bytes_put += len(data)
+        self.bytes_put += size_of(data)
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         self.requests["put"] += 1

@@ -7,6 +7,7 @@ written once and never modified in place (put replaces, put_if_absent creates or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -21,6 +22,15 @@ class ObjectNotFoundError(ObjectStoreError):
     """No object under that key."""
 
 
+def whole(data: bytes | Sequence[bytes]) -> bytes:
+    """`put` data as one bytes object (joined when given as parts)."""
+    return bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else b"".join(data)
+
+
+def size_of(data: bytes | Sequence[bytes]) -> int:
+    return len(data) if isinstance(data, (bytes, bytearray, memoryview)) else sum(len(p) for p in data)
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
@@ -31,8 +41,9 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     url: str  # where the objects live, for logs and status (never holds credentials)
 
-    async def put(self, key: str, data: bytes) -> None:
-        """Create or replace the object, durably."""
+    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
+        """Create or replace the object, durably. `data`: its bytes, or its parts in order (a store
+        that can writes them back to back without joining them)."""
         ...
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
@@ -55,4 +66,4 @@ class ObjectStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-__all__ = ["ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError"]
+__all__ = ["ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError", "size_of", "whole"]

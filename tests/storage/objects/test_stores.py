@@ -48,6 +48,13 @@ async def test_put_get_ranges_list_delete(store):
     assert [o.key for o in await store.list("data/")] == ["data/b.obj"]
 
 
+async def test_put_takes_an_object_as_its_parts(store):
+    parts = [b"head-", bytes(range(256)) * 300, b"", b"-index", b"-footer"]
+    await store.put("data/p.obj", parts)
+    assert await store.get("data/p.obj") == b"".join(parts)
+    assert [(o.key, o.size) for o in await store.list("data/")] == [("data/p.obj", len(b"".join(parts)))]
+
+
 async def test_put_if_absent_creates_once(store):
     assert await store.put_if_absent("manifest/00000001", b"first") is True
     assert await store.put_if_absent("manifest/00000001", b"second") is False
