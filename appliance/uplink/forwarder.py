@@ -289,6 +289,7 @@ class Forwarder:
             "merged_batches": self.merged_batches,
             "merged_stored_batches": self.merged_parts,
             "producer_starts": self.producer_starts,
+            "sessions": self.sessions,
             "produce_requests": self.produce_requests,
             "checkpoints": self.checkpoints,
             "session_started_at": self.session_started_at,
