@@ -111,7 +111,7 @@ from appliance.logs import get_logger
 from appliance.storage.ports import LogStore, MetaStore
 from appliance.uplink.bandwidth import RateMeter, TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import merge_batches, rewrite_producer
+from appliance.uplink.client.batches import merge_batches, rewrite_producer_parts
 from appliance.uplink.client.errors import (
     Handling,
     KafkaClientError,
@@ -637,7 +637,7 @@ class Forwarder:
         if self.bucket.capped:
             urgent = min((lane.priority for lane in lanes if self._has_backlog(lane, now)), default=None)
             lanes = [lane for lane in lanes if lane.priority == urgent]
-        requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytes]]] = {}
+        requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytearray | tuple[bytes, bytes]]]] = {}
         sizes: dict[int | None, int] = {}
         limit = self._request_limit(now)
         merge_bytes = min(self.settings.merge_bytes, self.settings.max_request_bytes)
@@ -663,12 +663,14 @@ class Forwarder:
             if size and size + group_size > limit:
                 continue
             batches, sb = lane.take(n)
-            if n == 1:
-                out = rewrite_producer(batches[0], lane.pid, lane.epoch, sb.seq)
+            if n == 1:  # (header, records): joined once, into the request's frame
+                out: bytearray | tuple[bytes, bytes] = rewrite_producer_parts(batches[0], lane.pid, lane.epoch, sb.seq)
+                out_size = len(out[0]) + len(out[1])
             else:
                 out = merge_batches(batches, lane.pid, lane.epoch, sb.seq)
+                out_size = len(out)
             requests.setdefault(lane.node, {})[(lane.cloud_topic, lane.partition)] = (lane, sb, out)
-            sizes[lane.node] = size + len(out)
+            sizes[lane.node] = size + out_size
         queue = list(requests.items())
         dispatched = 0
         try:
