@@ -5,7 +5,8 @@
 librdkafka producer, acks=all, fixed count of records; then a consumer reads them all back
 (from the broker's log cache). Prints MB/s and records/s both ways, produce latency p50/p99,
 and, in the same run, the raw sequential write+fsync speed of the same disk, as a ratio; the
-broker process's CPU milliseconds per MB (all threads) for both produce runs, a figure that a
+broker process's CPU milliseconds per MB (all threads) for both produce runs and the producer
+processes' own CPU per MB (Python loop + librdkafka threads), figures that a
 shared, loaded machine disturbs far less than MB/s.
 Loopback only; every loop is bounded in count and time.
 """
@@ -70,6 +71,7 @@ def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Na
     out.put(("ready", os.getpid()))
     go.wait(60)
     start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    cpu0 = _cpu_seconds(os.getpid())
     deadline = time.monotonic() + args.timeout
     produce = p.produce
     for i in range(offset, offset + count):
@@ -85,10 +87,11 @@ def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Na
             break
     p.flush(args.timeout)
     end = time.perf_counter()
-    out.put((len(latencies), errors, latencies[:: max(1, len(latencies) // 20000)], start, end))
+    cpu = _cpu_seconds(os.getpid()) - cpu0  # the Python loop and librdkafka's threads
+    out.put((len(latencies), errors, latencies[:: max(1, len(latencies) // 20000)], start, end, cpu))
 
 
-def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, list[float], float, float]:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
     go = ctx.Event()
@@ -107,7 +110,7 @@ def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, l
     n = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
     lat = sorted(x for r in results for x in r[2])
-    return n, errors, lat, elapsed
+    return n, errors, lat, elapsed, sum(r[5] for r in results)
 
 
 def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200,
@@ -176,7 +179,7 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": app.bootstrap})
         admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
         cpu0 = _cpu_seconds(app.proc.pid)
-        n, errors, lat, produce_s = run_producers(app.bootstrap, args)
+        n, errors, lat, produce_s, producers_cpu = run_producers(app.bootstrap, args)
         produce_cpu = _cpu_seconds(app.proc.pid) - cpu0
         mb = n * args.value_size / 1e6
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
@@ -198,7 +201,8 @@ def main() -> None:
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
         print(f"produce: {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, "
               f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms; "
-              f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB")
+              f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB, producers' CPU {producers_cpu / mb * 1000:.2f} ms per MB "
+              f"(both together: {(produce_cpu + producers_cpu) / produce_s:.2f} of {os.cpu_count()} cores)")
         print(f"consume: {got * args.value_size / 1e6 / consume_s:.1f} MB/s, {got / consume_s:,.0f} records/s")
         print(f"disk sequential write+fsync (1 MiB chunks): {disk:.1f} MB/s; produce/disk ratio = {mb / produce_s / disk:.2f}")
         cpu0 = _cpu_seconds(app.proc.pid)
