@@ -59,7 +59,7 @@ from appliance.storage.manifest import (
 )
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects.metered import MeteredObjectStore
-from appliance.storage.objects.port import ObjectNotFoundError, size_of
+from appliance.storage.objects.port import Body, ObjectNotFoundError
 from appliance.storage.wal import WalLogStore
 
 log = get_logger("objects")
@@ -233,14 +233,14 @@ class ObjectTier:
         for sid, _batches, end in plan:
             ends[sid] = end
         for oid, key, data, ranges in objs:
-            new.objects[oid] = ObjectEntry(key, size_of(data), oid, self.now_ms(), ranges)
+            new.objects[oid] = ObjectEntry(key, len(data), oid, self.now_ms(), ranges)
         try:
             changed = await self._commit_if_changed(new, ends, force=bool(objs))
         finally:
             for _oid, key, _data, _r in objs:
                 self._inflight.discard(key)
         if changed and objs:
-            nbytes = sum(size_of(o[2]) for o in objs)
+            nbytes = sum(len(o[2]) for o in objs)
             self.uploads += 1
             self.objects_uploaded += len(objs)
             self.bytes_uploaded += nbytes
@@ -251,7 +251,7 @@ class ObjectTier:
         else:
             self.wake.set()  # more pending than one round takes: go again at once
 
-    async def _upload_one(self, key: str, data: list[bytes], limiter: trio.Semaphore) -> None:
+    async def _upload_one(self, key: str, data: Body, limiter: trio.Semaphore) -> None:
         async with limiter:
             await self._retry(f"upload {key}", lambda: self.store.put(key, data))
 
@@ -297,7 +297,7 @@ class ObjectTier:
         return out, False
 
     async def _pack(self, plan: list[tuple[int, list[bytes], int]],
-                    new: Manifest) -> list[tuple[int, str, list[bytes], dict[int, tuple[int, int, int, int]]]]:
+                    new: Manifest) -> list[tuple[int, str, Body, dict[int, tuple[int, int, int, int]]]]:
         s = self.settings
         groups: list[list[tuple[int, list[bytes]]]] = []
         shared: list[tuple[int, list[bytes]]] = []
@@ -318,9 +318,8 @@ class ObjectTier:
         for group in groups:
             oid = new.next_object_id
             new.next_object_id += 1
-            # The object's parts go to the store as they are: written back to back, never joined.
-            parts, _size, index = await trio.to_thread.run_sync(so.encode_object_parts, group)
-            out.append((oid, data_key(oid, self.manifests.epoch), parts, ranges_of(index)))
+            data, index = await trio.to_thread.run_sync(so.encode_object_body, group)
+            out.append((oid, data_key(oid, self.manifests.epoch), data, ranges_of(index)))
         return out
 
     async def _commit_if_changed(self, new: Manifest, ends: Mapping[int, int], *, force: bool = False) -> bool:
@@ -617,7 +616,7 @@ class ObjectTier:
                 oid = new.next_object_id
                 new.next_object_id += 1
                 key = data_key(oid, self.manifests.epoch)
-                data, index = await trio.to_thread.run_sync(so.encode_object, sorted(per_stream.items()))
+                data, index = await trio.to_thread.run_sync(so.encode_object_body, sorted(per_stream.items()))
                 self._inflight.add(key)
                 await self._retry(f"upload {key}", lambda: self.store.put(key, data))
                 new.objects[oid] = ObjectEntry(key, len(data), min(o.order for _i, o in run), self.now_ms(),

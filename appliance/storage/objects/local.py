@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError
+from appliance.storage.objects.port import Body, ObjectInfo, ObjectNotFoundError, ObjectStoreError, Value
 from appliance.storage.segments import fsync_dir, pwrite_all, pwritev_all
 
 _TMP = ".tmp-"
@@ -40,22 +39,22 @@ class LocalObjectStore:
             raise ObjectStoreError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _write_tmp(self, path: Path, data: bytes | Sequence[bytes]) -> Path:
+    def _write_tmp(self, path: Path, data: Value) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{_TMP}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                pwrite_all(fd, data, 0)
+            if isinstance(data, Body):
+                pwritev_all(fd, data.parts, 0)  # straight from the batches' buffers
             else:
-                pwritev_all(fd, list(data), 0)  # an object's parts, back to back: never joined
+                pwrite_all(fd, data, 0)
             if self._fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         return tmp
 
-    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
+    async def put(self, key: str, data: Value) -> None:
         path = self._path(key)
 
         def work() -> None:
@@ -66,7 +65,7 @@ class LocalObjectStore:
 
         await self._run(work, "put", key)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         path = self._path(key)
 
         def work() -> bool:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, whole
+from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, Value
 
 
 class MemoryObjectStore:
@@ -14,11 +12,11 @@ class MemoryObjectStore:
         self.url = "memory://"
         self.objects: dict[str, bytes] = {}
 
-    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
+    async def put(self, key: str, data: Value) -> None:
         await trio.lowlevel.checkpoint()
-        self.objects[key] = whole(data)
+        self.objects[key] = bytes(data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         await trio.lowlevel.checkpoint()
         if key in self.objects:
             return False

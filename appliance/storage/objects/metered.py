@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from appliance.storage.objects.port import ObjectInfo, ObjectStore, size_of
+from appliance.storage.objects.port import ObjectInfo, ObjectStore, Value
 
 
 class MeteredObjectStore:
@@ -16,16 +14,16 @@ class MeteredObjectStore:
         self.bytes_put = 0
         self.bytes_got = 0
 
-    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
+    async def put(self, key: str, data: Value) -> None:
         self.requests["put"] += 1
         try:
             await self.inner.put(key, data)
         except Exception:
             self.errors += 1
             raise
-        self.bytes_put += size_of(data)
+        self.bytes_put += len(data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         self.requests["put"] += 1
         try:
             created = await self.inner.put_if_absent(key, data)

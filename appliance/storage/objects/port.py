@@ -3,6 +3,9 @@
 Keys are relative ("manifest/00000000000000000007.mf", "data/..."); each implementation maps
 them below its own root (a directory, an S3 bucket + prefix). Values are whole objects: they are
 written once and never modified in place (put replaces, put_if_absent creates or refuses).
+A value is `bytes` or a `Body`: the object as the buffers it already sits in (record batches
+from the WAL cache), so a store that can write them as they are (the local directory: one
+gather write) never joins tens of MiB into a fresh buffer first.
 """
 
 from __future__ import annotations
@@ -22,13 +25,23 @@ class ObjectNotFoundError(ObjectStoreError):
     """No object under that key."""
 
 
-def whole(data: bytes | Sequence[bytes]) -> bytes:
-    """`put` data as one bytes object (joined when given as parts)."""
-    return bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else b"".join(data)
+class Body:
+    """An object's bytes as consecutive buffers; len() is its size, bytes() joins it."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
+        self.parts = list(parts)
+        self.size = sum(len(p) for p in self.parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
 
 
-def size_of(data: bytes | Sequence[bytes]) -> int:
-    return len(data) if isinstance(data, (bytes, bytearray, memoryview)) else sum(len(p) for p in data)
+Value = bytes | Body
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +54,11 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     url: str  # where the objects live, for logs and status (never holds credentials)
 
-    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
-        """Create or replace the object, durably. `data`: its bytes, or its parts in order (a store
-        that can writes them back to back without joining them)."""
+    async def put(self, key: str, data: Value) -> None:
+        """Create or replace the object, durably."""
         ...
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         """Create the object only if no object has that key; False (and no change) if one has."""
         ...
 
@@ -66,4 +78,4 @@ class ObjectStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-__all__ = ["ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError", "size_of", "whole"]
+__all__ = ["Body", "Value", "ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 from functools import partial
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,7 +30,7 @@ from minio.error import S3Error
 
 from appliance.errors import ConfigError
 from appliance.logs import get_logger
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError, whole
+from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError, Value
 
 log = get_logger("objects")
 
@@ -143,12 +142,10 @@ class S3ObjectStore:
             raise ObjectStoreError(f"S3 bucket check failed: {type(e).__name__}: {e}") from e
         self._bucket_checked = True
 
-    async def put(self, key: str, data: bytes | Sequence[bytes]) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            data = await trio.to_thread.run_sync(whole, data)  # one request body: joined off the event loop
+    async def put(self, key: str, data: Value) -> None:
         await self._call(partial(self._client._put_object, self.bucket, self._k(key), bytes(data), {}), "put", key)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         fn = partial(self._client._put_object, self.bucket, self._k(key), bytes(data), {"If-None-Match": "*"})
         try:
             await self._call(fn, "put_if_absent", key)
