@@ -349,7 +349,11 @@ class UplinkSettings:
     replication_factor: int = setting(-1, parse_int(-1, 32767), "replication factor of created cloud topics (-1: broker default)")
     start_from: str = setting("earliest", parse_choice("earliest", "latest"), "where a newly forwarded partition starts")
     bandwidth: int = setting(0, parse_size, "cap on bytes/s sent to the cloud (0: no cap)")
-    max_request_bytes: int = setting(1 << 20, parse_size, "largest Produce request the uplink builds")
+    max_request_bytes: int = setting(4 << 20, parse_size,
+                                     "largest Produce request the uplink builds (Kafka takes one batch per "
+                                     "partition and request: room for several partitions' batches); requests "
+                                     "stay at 1 MiB until the link has shown it carries this much in a quarter "
+                                     "of request_timeout")
     merge_bytes: int = setting(256 << 10, parse_size,
                                "merge consecutive small stored batches of a partition into one batch up to this "
                                "size (e.g. one-record MQTT batches); 0: send every stored batch as it is")

@@ -5,7 +5,8 @@
 librdkafka producer, acks=all, fixed count of records; then a consumer reads them all back
 (from the broker's log cache). Prints MB/s and records/s both ways, produce latency p50/p99,
 and, in the same run, the raw sequential write+fsync speed of the same disk, as a ratio; the
-broker process's CPU milliseconds per MB (all threads) for both produce runs, a figure that a
+broker process's CPU milliseconds per MB (all threads) for both produce runs and the producer
+processes' own CPU per MB (Python loop + librdkafka threads), figures that a
 shared, loaded machine disturbs far less than MB/s.
 Loopback only; every loop is bounded in count and time.
 """
@@ -47,9 +48,12 @@ def disk_write_fsync_mbps(directory: Path, total: int = 256 << 20, chunk: int = 
     return total / elapsed / 1e6
 
 
-def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Namespace, out) -> None:
-    """One librdkafka producer in its own process, so the client's Python loop is not the bottleneck."""
+def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Namespace, out, go) -> None:
+    """One librdkafka producer in its own process, so the client's Python loop is not the bottleneck.
+    It connects and loads metadata first, then waits for `go`: interpreter start-up, imports and
+    the connection are not part of the timed window (first produce() to last delivery report)."""
     value = os.urandom(args.value_size)
+    keys = [str(k).encode() for k in range(64)]
     latencies: list[float] = []
     errors = 0
 
@@ -63,11 +67,17 @@ def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Na
     p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": args.linger_ms,
                   "batch.size": args.batch_size, "batch.num.messages": 1_000_000,
                   "queue.buffering.max.kbytes": 1 << 20, "enable.idempotence": True})
+    p.list_topics("bench", timeout=30)  # connected, leaders known
+    out.put(("ready", os.getpid()))
+    go.wait(60)
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    cpu0 = _cpu_seconds(os.getpid())
     deadline = time.monotonic() + args.timeout
+    produce = p.produce
     for i in range(offset, offset + count):
         while True:
             try:
-                p.produce("bench", key=str(i % 64).encode(), value=value, on_delivery=on_delivery)
+                produce("bench", key=keys[i % 64], value=value, on_delivery=on_delivery)
                 break
             except BufferError:
                 p.poll(0.005)
@@ -76,26 +86,31 @@ def _producer_process(bootstrap: str, count: int, offset: int, args: argparse.Na
         if time.monotonic() > deadline:
             break
     p.flush(args.timeout)
-    out.put((len(latencies), errors, latencies[:: max(1, len(latencies) // 20000)]))
+    end = time.perf_counter()
+    cpu = _cpu_seconds(os.getpid()) - cpu0  # the Python loop and librdkafka's threads
+    out.put((len(latencies), errors, latencies[:: max(1, len(latencies) // 20000)], start, end, cpu))
 
 
-def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, list[float], float]:
+def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, list[float], float, float]:
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
+    go = ctx.Event()
     share = args.count // args.producers
-    procs = [ctx.Process(target=_producer_process, args=(bootstrap, share, k * share, args, out))
+    procs = [ctx.Process(target=_producer_process, args=(bootstrap, share, k * share, args, out, go))
              for k in range(args.producers)]
-    start = time.perf_counter()
     for proc in procs:
         proc.start()
+    for _ in procs:
+        assert out.get(timeout=120)[0] == "ready"
+    go.set()
     results = [out.get(timeout=args.timeout + 60) for _ in procs]
-    elapsed = time.perf_counter() - start
+    elapsed = max(r[4] for r in results) - min(r[3] for r in results)
     for proc in procs:
         proc.join(10)
     n = sum(r[0] for r in results)
     errors = sum(r[1] for r in results)
     lat = sorted(x for r in results for x in r[2])
-    return n, errors, lat, elapsed
+    return n, errors, lat, elapsed, sum(r[5] for r in results)
 
 
 def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200,
@@ -164,7 +179,7 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": app.bootstrap})
         admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
         cpu0 = _cpu_seconds(app.proc.pid)
-        n, errors, lat, produce_s = run_producers(app.bootstrap, args)
+        n, errors, lat, produce_s, producers_cpu = run_producers(app.bootstrap, args)
         produce_cpu = _cpu_seconds(app.proc.pid) - cpu0
         mb = n * args.value_size / 1e6
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
@@ -186,7 +201,8 @@ def main() -> None:
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
         print(f"produce: {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, "
               f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms; "
-              f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB")
+              f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB, producers' CPU {producers_cpu / mb * 1000:.2f} ms per MB "
+              f"(both together: {(produce_cpu + producers_cpu) / produce_s:.2f} of {os.cpu_count()} cores)")
         print(f"consume: {got * args.value_size / 1e6 / consume_s:.1f} MB/s, {got / consume_s:,.0f} records/s")
         print(f"disk sequential write+fsync (1 MiB chunks): {disk:.1f} MB/s; produce/disk ratio = {mb / produce_s / disk:.2f}")
         cpu0 = _cpu_seconds(app.proc.pid)

@@ -9,9 +9,13 @@
    carrying its send time; a consumer on the cloud topic measures the end-to-end latency
    (plant produce -> uplink -> cloud -> consumer), p50/p99.
 2. Outage: the cloud is stopped and a backlog of --backlog-mb is produced to the plant as fast
-   as it takes it (the plant's ingest rate). The cloud is started again and the time until the
-   cloud topic holds every record gives the catch-up rate, reported in MB/s and as the ratio
-   catch-up rate / ingest rate (target >= 5x), plus the ratio against a nominal plant rate.
+   as it takes it: the ingest rate, from the first produce call to the last acknowledgement (the
+   producer's connection is set up before). The cloud is started again; the catch-up rate is the
+   backlog over the uplink's own window, its first Produce request of the new session to its last
+   acknowledged batch (uplink status `first_send_at`, `last_ack_at`; start-up and reconnect
+   back-off are reported apart), in MB/s and as the ratio catch-up rate / ingest rate (target
+   >= 5x), plus the ratio against a nominal plant rate. Also per MB: CPU seconds of the plant and
+   of the cloud process, Produce requests, uplink checkpoints. --profile DIR runs py-spy on both.
 Exactly-once is checked at the end by the cloud's record count. Loopback only; every loop is
 bounded in count and time.
 
@@ -29,8 +33,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,8 +92,12 @@ def _record(lat: list[float], value: bytes, warmup: int) -> None:
 
 
 def build_backlog(plant: ApplianceProcess, total_bytes: int, value_size: int, partitions: int) -> tuple[int, float]:
+    """Produce the backlog as fast as the plant takes it; (records, seconds from the first produce
+    call to the last acknowledgement). The producer's connection and metadata are set up first,
+    outside the window."""
     p = Producer({"bootstrap.servers": plant.bootstrap, "acks": "all", "enable.idempotence": True,
                   "linger.ms": 5, "queue.buffering.max.kbytes": 65536})
+    p.list_topics(TOPIC, timeout=10)
     value = os.urandom(value_size)
     n = total_bytes // value_size
     start = time.perf_counter()
@@ -102,6 +112,22 @@ def build_backlog(plant: ApplianceProcess, total_bytes: int, value_size: int, pa
             p.poll(0)
     assert p.flush(120) == 0
     return n, time.perf_counter() - start
+
+
+def uplink_status(app: ApplianceProcess) -> dict:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{app.admin_url}/api/v1/uplink", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen:
+    """py-spy (from the venv) sampling `pid` without pausing it, 200/s, every busy thread apart
+    (the first frame names the thread); collapsed stacks in `out`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy), "record", "--nonblocking", "--threads", "-r", "200", "-f", "raw", "-o", str(out),
+                             "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 MQTT_TOPIC = "bench.mqtt"
@@ -165,6 +191,12 @@ def small_batch_backlog(plant: ApplianceProcess, topic: str, n: int, partitions:
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds of the process's main (trio) thread alone; the rest went to worker threads."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -256,14 +288,18 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--mode", choices=("kafka", "mqtt"), default="kafka")
     ap.add_argument("--small-batches", type=int, default=20000, help="--mode mqtt: one-record batches in the backlog")
-    ap.add_argument("--merge-bytes", type=int, default=None, help="--mode mqtt: [uplink] merge_bytes (0: no merging)")
+    ap.add_argument("--merge-bytes", type=int, default=None, help="[uplink] merge_bytes (0: no merging)")
+    ap.add_argument("--max-request-bytes", type=int, default=None, help="[uplink] max_request_bytes")
+    ap.add_argument("--profile", default=None, help="a folder: py-spy both processes during the catch-up (raw stacks)")
     args = ap.parse_args()
     if args.mode == "mqtt":
         return mqtt_main(args)
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-"))
     cloud = ApplianceProcess(work / "cloud", role="cloud").start()
+    extra = {k: v for k, v in (("max_request_bytes", args.max_request_bytes), ("merge_bytes", args.merge_bytes))
+             if v is not None}
     cfg = plant_config(work / "plant.toml", cloud.bootstrap, [{"prefix": "bench."}], site="site1",
-                       reconnect_backoff="50ms", reconnect_backoff_max="250ms")
+                       reconnect_backoff="50ms", reconnect_backoff_max="250ms", **extra)
     plant = ApplianceProcess(work / "plant", config=cfg).start()
     try:
         admin = AdminClient({"bootstrap.servers": plant.bootstrap})  # keep a reference: futures die with it
@@ -290,16 +326,52 @@ def main() -> None:
         ingest = n * args.value_size / ingest_s / 1e6
         print(f"outage: backlog of {n} records ({n * args.value_size / 1e6:.1f} MB) taken by the plant in "
               f"{ingest_s:.2f} s = {ingest:.1f} MB/s ingest")
+        pre = uplink_status(plant)  # the link is down: no session
+        sent0 = pre["sent_records"]
         cloud.start()
-        start = time.perf_counter()
+        t_ready = time.time()
+        cpu0 = cpu_seconds(plant.proc.pid), cpu_seconds(cloud.proc.pid)
+        main0 = main_thread_cpu(plant.proc.pid), main_thread_cpu(cloud.proc.pid)
+        req0, up0 = kafka_requests(cloud), uplink_status(plant)
+        spies = []
+        if args.profile:
+            out = Path(args.profile)
+            out.mkdir(parents=True, exist_ok=True)
+            spies = [start_profiler(plant.proc.pid, out / "plant.txt"), start_profiler(cloud.proc.pid, out / "cloud.txt")]
+        deadline = time.monotonic() + args.timeout
+        up = up0
+        while time.monotonic() < deadline:  # the plant's own count of acknowledged records
+            up = uplink_status(plant)
+            if up["sent_records"] - sent0 >= n:
+                break
+            time.sleep(0.1)  # the window comes from the plant's own marks, not from this poll
+        cpu = cpu_seconds(plant.proc.pid) - cpu0[0], cpu_seconds(cloud.proc.pid) - cpu0[1]
+        main = main_thread_cpu(plant.proc.pid) - main0[0], main_thread_cpu(cloud.proc.pid) - main0[1]
+        reqs = kafka_requests(cloud) - req0
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         expected = before + n
-        got = wait_for_total(cloud, CLOUD_TOPIC, args.partitions, expected, args.timeout, poll=0.1)
-        catchup_s = time.perf_counter() - start
-        rate = n * args.value_size / catchup_s / 1e6
-        print(f"catch-up: {got - before}/{n} records in {catchup_s:.2f} s after the cloud was back = {rate:.1f} MB/s; "
-              f"ratio to the measured ingest {rate / ingest:.2f}x, to a {args.nominal_ingest_mbps:g} MB/s plant "
-              f"{rate / args.nominal_ingest_mbps:.1f}x")
+        got = wait_for_total(cloud, CLOUD_TOPIC, args.partitions, expected, 30, poll=0.1)
+        mb = n * args.value_size / 1e6
+        if up["sessions"] - pre["sessions"] > 1:  # the window below covers the last session only
+            print(f"warning: {up['sessions'] - pre['sessions']} uplink sessions during the catch-up")
+        window = up["last_ack_at"] - up["first_send_at"]
+        rate = mb / window
+        print(f"catch-up: {got - before}/{n} records; first Produce {up['first_send_at'] - t_ready:.2f} s after the "
+              f"cloud was ready (connect {up['session_started_at'] - t_ready:.2f} s); first Produce -> last ack "
+              f"{window:.2f} s = {rate:.1f} MB/s (from cloud ready to last ack: {mb / (up['last_ack_at'] - t_ready):.1f} MB/s)")
+        print(f"catch-up / ingest {rate / ingest:.2f}x (target >= 5x: {'met' if rate >= 5 * ingest else 'missed'}); "
+              f"to a {args.nominal_ingest_mbps:g} MB/s plant {rate / args.nominal_ingest_mbps:.1f}x")
+        preqs = up["produce_requests"] - up0["produce_requests"]
+        print(f"CPU per MB: plant {cpu[0] / mb * 1000:.1f} ms, cloud {cpu[1] / mb * 1000:.1f} ms "
+              f"(plant {cpu[0]:.2f} s, cloud {cpu[1]:.2f} s over {mb:.1f} MB; main threads {main[0]:.2f} s, "
+              f"{main[1]:.2f} s); Produce requests {preqs} "
+              f"({preqs / mb:.1f}/MB, {mb / max(preqs, 1) * 1000:.0f} kB each), cloud Kafka requests {reqs}, "
+              f"uplink checkpoints {up['checkpoints'] - up0['checkpoints']}, merged batches "
+              f"{up['merged_batches'] - up0['merged_batches']}")
         check_exactly_once(cloud, CLOUD_TOPIC, args.partitions, base, args.latency_count + int(args.latency_rate) + n)
+        print(f"load average: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
         plant.kill()
         cloud.kill()

@@ -7,6 +7,9 @@ core, so local subscribers (HMIs, historians) see what Kafka clients produce.
 - MQTT topic: the rule's template over {topic}, {partition} and {key} (the record key as UTF-8;
   wildcard characters `+` `#` become `_`); payload: the record value; Kafka headers become MQTT 5
   user properties (`content-type` becomes the content type).
+- Several rules may follow the same Kafka topic (say, one retained "latest value" topic per key
+  and one QoS 1 event stream): each record is published once per rule, in file order; they
+  share the topic's position.
 - Loops are cut: these messages carry the `$millstream/` origin, which the ingest sink skips.
 - gzip batches are decompressed with the stdlib; other codecs are skipped with a counter.
 
@@ -71,8 +74,7 @@ class EgressStats:
 
 @dataclass
 class _Follow:
-    rule: MqttOutRule
-    template: Template
+    routes: list[tuple[MqttOutRule, Template]]  # every rule for this Kafka topic, in file order
     topic: str
     partition: int
     offset: int
@@ -103,7 +105,9 @@ class KafkaToMqtt:
         self.commit_records = commit_records
         self.stats = EgressStats()
         self._follows: dict[int, _Follow] = {}  # stream id -> position
-        self._templates = [Template(r.mqtt_topic) for r in self.rules]
+        self._routes: dict[str, list[tuple[MqttOutRule, Template]]] = {}  # Kafka topic -> its rules
+        for r in self.rules:
+            self._routes.setdefault(r.kafka_topic, []).append((r, Template(r.mqtt_topic)))
         self._stored: dict[str, dict[int, int]] = {}  # Kafka topic -> stream id -> committed offset
         self._committed: dict[int, int] = {}  # what the last commit wrote, to skip idle commits
         self._uncommitted = 0  # records published since the last commit
@@ -130,8 +134,8 @@ class KafkaToMqtt:
 
     def _scan(self, initial: bool) -> None:
         logs = self.kafka.logs
-        for rule, tpl in zip(self.rules, self._templates, strict=True):
-            topic = self.kafka.topics.get(rule.kafka_topic)
+        for name, routes in self._routes.items():
+            topic = self.kafka.topics.get(name)
             if topic is None:
                 continue
             for p, sid in enumerate(topic.streams):
@@ -141,13 +145,13 @@ class KafkaToMqtt:
                     offs = logs.offsets(sid)
                 except MillstreamError:
                     continue
-                start = self._start_offset(rule.kafka_topic, sid, offs, initial)
-                self._follows[sid] = _Follow(rule, tpl, rule.kafka_topic, p, start)
-                log.info("mqtt_out_following", topic=rule.kafka_topic, partition=p, offset=start)
+                start = self._start_offset(name, sid, offs, initial)
+                self._follows[sid] = _Follow(routes, name, p, start)
+                log.info("mqtt_out_following", topic=name, partition=p, offset=start, rules=len(routes))
 
     def positions(self) -> dict[str, dict[int, int]]:
         """Kafka topic -> stream id -> next offset to publish (what a commit writes)."""
-        out: dict[str, dict[int, int]] = {r.kafka_topic: {} for r in self.rules}
+        out: dict[str, dict[int, int]] = {name: {} for name in self._routes}
         for sid, f in self._follows.items():
             out.setdefault(f.topic, {})[sid] = f.offset
         return out
@@ -288,7 +292,6 @@ class KafkaToMqtt:
                 continue
             key = (rec.key or b"").decode("utf-8", "replace")
             extra = {"topic": f.topic, "partition": str(f.partition), "key": key}
-            mqtt_topic = f.template.render((), None, extra).replace("+", "_").replace("#", "_") or f.topic
             props: dict[int, Any] = {}
             users = []
             for hk, hv in rec.headers:
@@ -299,14 +302,16 @@ class KafkaToMqtt:
                     users.append((hk, value))
             if users:
                 props[P.USER_PROPERTY] = users
-            msg = Message(mqtt_topic, rec.value or b"", f.rule.qos, f.rule.retain, props, None, ORIGIN)
-            try:
-                _discard(self.mqtt.publish(msg, now, None))  # durability comes with the next commit
-                self.stats.published += 1
-                self._uncommitted += 1
-            except MillstreamError as e:
-                self.stats.errors += 1
-                log.warning("mqtt_out_publish_failed", topic=mqtt_topic, error=str(e))
+            for rule, template in f.routes:
+                mqtt_topic = template.render((), None, extra).replace("+", "_").replace("#", "_") or f.topic
+                msg = Message(mqtt_topic, rec.value or b"", rule.qos, rule.retain, props, None, ORIGIN)
+                try:
+                    _discard(self.mqtt.publish(msg, now, None))  # durability comes with the next commit
+                    self.stats.published += 1
+                    self._uncommitted += 1
+                except MillstreamError as e:
+                    self.stats.errors += 1
+                    log.warning("mqtt_out_publish_failed", topic=mqtt_topic, error=str(e))
             f.offset = rec.offset + 1
         f.offset = max(f.offset, h.last_offset + 1)
 

@@ -40,7 +40,7 @@ from appliance.storage.key_compaction import (
     is_due,
 )
 from appliance.storage.manifest import FencedError, Manifest, ObjectEntry
-from appliance.storage.objects.port import ObjectNotFoundError
+from appliance.storage.objects.port import Body, ObjectNotFoundError
 
 if TYPE_CHECKING:
     from appliance.storage.tier import ObjectTier
@@ -99,7 +99,7 @@ class KeyCompactor:
                 return False
             end = region[-1][1] + 1
             run = KeyCompaction(state, policy, now, end)
-            outputs: list[tuple[str, bytes, list[so.BlockEntry]]] = []
+            outputs: list[tuple[str, Body, list[so.BlockEntry]]] = []
             try:
                 async for b in self._batches(m, sid, region, log_start, end):
                     run.scan(b)
@@ -169,16 +169,16 @@ class KeyCompactor:
                     if log_start <= last < end:
                         yield b
 
-    async def _upload(self, sid: int, batches: list[bytes]) -> tuple[str, bytes, list[so.BlockEntry]]:
+    async def _upload(self, sid: int, batches: list[bytes]) -> tuple[str, Body, list[so.BlockEntry]]:
         tier = self.tier
         key = self._key(sid)
-        data, index = await trio.to_thread.run_sync(so.encode_object, [(sid, batches)])
+        data, index = await trio.to_thread.run_sync(so.encode_object_body, [(sid, batches)])
         tier._inflight.add(key)
         await tier._retry(f"upload {key}", lambda: tier.store.put(key, data))
         return key, data, index
 
     async def _commit(self, m: Manifest, sid: int, region: list[tuple[int, int, int, int, int]],
-                      outputs: list[tuple[str, bytes, list[so.BlockEntry]]] | None, state: CompactionState,
+                      outputs: list[tuple[str, Body, list[so.BlockEntry]]] | None, state: CompactionState,
                       now: int) -> bool:
         """Swap the region's ranges for `outputs` (None: leave the objects as they are) and record
         the stream's state, in one manifest commit; False if the region changed meanwhile."""

@@ -106,6 +106,19 @@ class _Batch:
         self.error: StorageError | None = None
 
 
+def _write_snapshot_tmp(meta_dir: Path, frame: bytes, fsync: bool) -> Path:
+    """snapshot.tmp with `frame` in it (durable if `fsync`); the caller renames it into place."""
+    tmp = meta_dir / "snapshot.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        pwrite_all(fd, frame, 0)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return tmp
+
+
 class LocalMetaStore:
     """MetaStore over a journal + snapshot. Create with `LocalMetaStore.open(...)` (blocking)."""
 
@@ -190,14 +203,7 @@ class LocalMetaStore:
         """Start a blank directory from `data` (cloud recovery from the object store's manifest)."""
         meta_dir.mkdir(parents=True, exist_ok=True)
         frame = encode_frame(FRAME_SNAPSHOT, _pack({"v": SNAPSHOT_VERSION, "journal": 0, "data": dict(data)}))
-        tmp = meta_dir / "snapshot.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            pwrite_all(fd, frame, 0)
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        tmp = _write_snapshot_tmp(meta_dir, frame, fsync)
         os.replace(tmp, meta_dir / "snapshot")
         if fsync:
             fsync_dir(meta_dir)
@@ -312,14 +318,7 @@ class LocalMetaStore:
         old_path = d / _journal_name(self._gen)
 
         def work() -> int:
-            tmp = d / "snapshot.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                pwrite_all(fd, frame, 0)
-                if do_fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            tmp = _write_snapshot_tmp(d, frame, do_fsync)
             new_fd = os.open(d / _journal_name(gen), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 os.replace(tmp, d / "snapshot")

@@ -43,6 +43,7 @@ import google_crc32c
 
 from appliance.errors import StorageError
 from appliance.kafka import records
+from appliance.storage.objects.port import Body
 
 MAGIC = 0x4D53534F
 FORMAT_VERSION = 1
@@ -88,6 +89,14 @@ def batch_meta(batch: bytes | memoryview) -> tuple[int, int, int]:
 def encode_object(streams: Sequence[tuple[int, Sequence[bytes]]],
                   block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[bytes, list[BlockEntry]]:
     """Pack [(stream_id, batches in offset order), ...] into one object; returns its bytes and index."""
+    body, entries = encode_object_body(streams, block_size)
+    return bytes(body), entries
+
+
+def encode_object_body(streams: Sequence[tuple[int, Sequence[bytes]]],
+                       block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[Body, list[BlockEntry]]:
+    """encode_object without joining: the batches stay in their own buffers (uploads of tens of
+    MiB would otherwise copy every byte twice into fresh memory before writing it once)."""
     parts: list[bytes] = []
     entries: list[BlockEntry] = []
     pos = 0
@@ -107,17 +116,22 @@ def encode_object(streams: Sequence[tuple[int, Sequence[bytes]]],
     footer = FOOTER.pack(pos, len(index), len(entries), google_crc32c.value(index), FORMAT_VERSION, 0, 0, MAGIC)
     parts.append(index)
     parts.append(footer)
-    return b"".join(parts), entries
+    return Body(parts), entries
 
 
 def _add_block(sid: int, batches: list[bytes], pos: int, parts: list[bytes], entries: list[BlockEntry]) -> int:
-    data = b"".join(batches)
+    crc = 0
+    length = 0
+    max_ts = -1 << 63
+    for b in batches:
+        crc = google_crc32c.extend(crc, b)
+        length += len(b)
+        max_ts = max(max_ts, batch_meta(b)[2])
     base = batch_meta(batches[0])[0]
     last = batch_meta(batches[-1])[1]
-    max_ts = max(batch_meta(b)[2] for b in batches)
-    entries.append(BlockEntry(sid, base, last, max_ts, pos, len(data), google_crc32c.value(data)))
-    parts.append(data)
-    return pos + len(data)
+    entries.append(BlockEntry(sid, base, last, max_ts, pos, length, crc))
+    parts.extend(batches)
+    return pos + length
 
 
 def decode_footer(tail: bytes) -> Footer:
@@ -175,6 +189,7 @@ __all__ = [
     "decode_footer",
     "decode_index",
     "encode_object",
+    "encode_object_body",
     "iter_batches",
     "read_index",
 ]

@@ -59,7 +59,7 @@ from appliance.storage.manifest import (
 )
 from appliance.storage.meta import LocalMetaStore
 from appliance.storage.objects.metered import MeteredObjectStore
-from appliance.storage.objects.port import ObjectNotFoundError
+from appliance.storage.objects.port import Body, ObjectNotFoundError
 from appliance.storage.wal import WalLogStore
 
 log = get_logger("objects")
@@ -251,7 +251,7 @@ class ObjectTier:
         else:
             self.wake.set()  # more pending than one round takes: go again at once
 
-    async def _upload_one(self, key: str, data: bytes, limiter: trio.Semaphore) -> None:
+    async def _upload_one(self, key: str, data: Body, limiter: trio.Semaphore) -> None:
         async with limiter:
             await self._retry(f"upload {key}", lambda: self.store.put(key, data))
 
@@ -297,7 +297,7 @@ class ObjectTier:
         return out, False
 
     async def _pack(self, plan: list[tuple[int, list[bytes], int]],
-                    new: Manifest) -> list[tuple[int, str, bytes, dict[int, tuple[int, int, int, int]]]]:
+                    new: Manifest) -> list[tuple[int, str, Body, dict[int, tuple[int, int, int, int]]]]:
         s = self.settings
         groups: list[list[tuple[int, list[bytes]]]] = []
         shared: list[tuple[int, list[bytes]]] = []
@@ -318,7 +318,7 @@ class ObjectTier:
         for group in groups:
             oid = new.next_object_id
             new.next_object_id += 1
-            data, index = await trio.to_thread.run_sync(so.encode_object, group)
+            data, index = await trio.to_thread.run_sync(so.encode_object_body, group)
             out.append((oid, data_key(oid, self.manifests.epoch), data, ranges_of(index)))
         return out
 
@@ -616,7 +616,7 @@ class ObjectTier:
                 oid = new.next_object_id
                 new.next_object_id += 1
                 key = data_key(oid, self.manifests.epoch)
-                data, index = await trio.to_thread.run_sync(so.encode_object, sorted(per_stream.items()))
+                data, index = await trio.to_thread.run_sync(so.encode_object_body, sorted(per_stream.items()))
                 self._inflight.add(key)
                 await self._retry(f"upload {key}", lambda: self.store.put(key, data))
                 new.objects[oid] = ObjectEntry(key, len(data), min(o.order for _i, o in run), self.now_ms(),

@@ -3,8 +3,9 @@
 With a `FrameBudget` (transport/frame_budget.py) the body of a large frame is read only once its
 size has been reserved from the process-wide budget; call `done()` when the frame has been
 handed off, and `close()` when the connection ends, so the reservation goes back. Reads are at
-most `chunk` bytes (16 KiB) except while filling a reserved frame, which reads up to its end and
-no further: a connection holds at most about two chunks outside the budget.
+most `chunk` bytes (16 KiB) except while reading a big frame, which reads up to its end and no
+further: a connection holds at most about two chunks outside the budget. A big frame's chunks are
+joined once at the end (one copy of the body, not a growing buffer and a slice of it).
 """
 
 from __future__ import annotations
@@ -79,29 +80,44 @@ class FrameReader:
         if size > self._max:
             raise FrameTooLargeError(f"frame of {size} bytes exceeds the {self._max}-byte limit")
         total = 4 + size
+        if total <= SMALL_FRAME or len(self._buf) >= total:
+            if not await self._fill(total):
+                raise ProtocolError("connection closed mid-frame")
+            with memoryview(self._buf) as view:
+                frame = bytes(view[4:total])
+            if total > SMALL_FRAME:
+                self._buf = self._buf[total:]  # let go of the big buffer, keep what follows
+            else:
+                del self._buf[:total]
+            return frame
         budget = self._budget
-        if budget is not None and total > SMALL_FRAME and len(self._buf) < total:
+        if budget is not None:
             if not budget.fits(total):
                 raise FrameTooLargeError(f"frame of {size} bytes exceeds the in-flight frame budget of "
                                          f"{budget.capacity} bytes ([limits] inflight_frame_bytes)")
             await reserve(budget, total)  # back-pressure: this socket is not read until it fits
             self.held = total
-            with trio.move_on_after(self._frame_timeout) as scope:
-                complete = await self._fill(total, exact=True)
-            if scope.cancelled_caught:
-                raise ProtocolError(f"frame of {size} bytes not completed within {self._frame_timeout:g}s "
-                                    f"({len(self._buf)} bytes received) while holding the frame budget")
-        else:
-            complete = await self._fill(total)
-        if not complete:
-            raise ProtocolError("connection closed mid-frame")
-        with memoryview(self._buf) as view:
-            frame = bytes(view[4:total])
-        if total > SMALL_FRAME:
-            self._buf = self._buf[total:]  # let go of the big buffer, keep what follows
-        else:
-            del self._buf[:total]
+        with trio.move_on_after(self._frame_timeout if budget is not None else math.inf) as scope:
+            frame = await self._read_big(size)
+        if scope.cancelled_caught:
+            raise ProtocolError(f"frame of {size} bytes not completed within {self._frame_timeout:g}s "
+                                f"while holding the frame budget")
         return frame
+
+    async def _read_big(self, size: int) -> bytes:
+        """The rest of a big frame, read up to its end and no further, as chunks joined once:
+        one copy of the body instead of growing a buffer and slicing the frame out of it."""
+        with memoryview(self._buf) as view:
+            parts = [bytes(view[4:])]
+        have = len(parts[0])
+        self._buf = bytearray()
+        while have < size:
+            data = await self._stream.receive_some(min(size - have, _MAX_READ))
+            if not data:
+                raise ProtocolError(f"connection closed mid-frame ({have + 4} of {size + 4} bytes)")
+            parts.append(data)
+            have += len(data)
+        return b"".join(parts)
 
     def done(self) -> None:
         """The last frame has been handed off: give its reservation back."""

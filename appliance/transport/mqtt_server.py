@@ -37,8 +37,11 @@ from __future__ import annotations
 import math
 import os
 import ssl
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -385,15 +388,17 @@ class _ConnectionHandler:
 
     async def _writer(self, cancel_scope: trio.CancelScope) -> None:
         conn = self.conn
+        items: deque = deque()
         try:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 while conn.outbox:
-                    items = conn.take_output()
+                    items = deque(conn.take_output())
                     batch = bytearray()
                     urgent = False  # batch holds more than acks (deliveries): do not hold it behind an fsync
-                    for item in items:
+                    while items:
+                        item = items.popleft()
                         if isinstance(item, DeferredAck):
                             if urgent:
                                 await self._send(batch)
@@ -410,6 +415,8 @@ class _ConnectionHandler:
                                 fail = conn.failed_ack(item)
                                 if fail is None:  # 3.1.1 cannot say "not accepted": drop the link
                                     conn.server_disconnect(ReasonCode.QUOTA_EXCEEDED, "ingest refused")
+                                    _close_waiters(items)
+                                    items.clear()
                                     break
                                 batch += fail
                         else:
@@ -427,6 +434,8 @@ class _ConnectionHandler:
             conn.closing = True
             conn.close_reason = conn.close_reason or f"transport: {type(e).__name__}"
         finally:
+            _close_waiters(items)
+            _close_waiters(conn.outbox)
             self._drained.set()
             cancel_scope.cancel()
 
@@ -441,3 +450,12 @@ class _ConnectionHandler:
         if sent < len(data):
             await self.stream.send_all(memoryview(data)[sent:] if sent else data)
         self.broker.stats.bytes_out += len(data)
+
+
+def _close_waiters(items: Iterable[Any]) -> None:
+    """Acks that will never be written: close their durability waiters (coroutines) unawaited."""
+    for item in items:
+        if isinstance(item, DeferredAck):
+            close = getattr(item.waiter, "close", None)
+            if close is not None:
+                close()

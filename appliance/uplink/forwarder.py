@@ -83,6 +83,14 @@ Priorities and the bandwidth cap: requests are filled in priority order (lower n
 one batch per partition and request, as Kafka requires). With a cap (`bandwidth`, bytes/s) only
 the most urgent priority level that has a backlog may send, so e.g. alarms drain before bulk
 telemetry; without a cap every lane sends and priority only orders the request.
+
+Request size and read-ahead (catch-up speed): stored batches are often ~1 MiB (a client's
+batch.size), so a 1 MiB request carries one partition's batch and a backlog moves one batch per
+request, answer and checkpoint. A request may hold up to `max_request_bytes` (4 MiB: several
+partitions' batches), but only once the link has carried that much within a quarter of
+`request_timeout` this session (`_request_limit`): a slow link keeps 1 MiB requests, which it
+finishes well before the answer's deadline. Lanes read several stored batches per read when
+there are few lanes (READ_AHEAD_TOTAL shared, 1-4 MiB per lane).
 """
 
 from __future__ import annotations
@@ -103,7 +111,7 @@ from appliance.logs import get_logger
 from appliance.storage.ports import LogStore, MetaStore
 from appliance.uplink.bandwidth import RateMeter, TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import merge_batches, rewrite_producer
+from appliance.uplink.client.batches import merge_batches, rewrite_producer_parts
 from appliance.uplink.client.errors import (
     Handling,
     KafkaClientError,
@@ -127,7 +135,10 @@ log = get_logger("uplink")
 NAMESPACE = "uplink"
 PRODUCER_KEY = "producer"
 MAX_IN_FLIGHT = 5  # Produce requests per connection; Kafka keeps idempotent ordering up to 5
-READ_AHEAD_BYTES = 1 << 20
+READ_AHEAD_BYTES = 1 << 20  # per lane and read, at least
+READ_AHEAD_TOTAL = 16 << 20  # ... and up to this much shared by the lanes, 4 MiB per lane at most
+READ_AHEAD_MAX = 4 << 20
+REQUEST_FLOOR = 1 << 20  # requests grow past this only on a link that has shown it carries them
 TOPIC_EXISTS = 36
 DUPLICATE_SEQUENCE = 46
 
@@ -172,6 +183,15 @@ class Forwarder:
         self.merged_parts = 0  # stored batches that went out inside merged ones
         self.producer_starts = 0
         self.sessions = 0
+        self.produce_requests = 0
+        self.checkpoints = 0  # MetaStore writes of lane records
+        # wall-clock marks of the current session, for catch-up figures: connected, first Produce
+        # sent, last batch acknowledged (None: not yet)
+        self.session_started_at: float | None = None
+        self.first_send_at: float | None = None
+        self.last_ack_at: float | None = None
+        self._session_sent_at: float | None = None  # clock() of the session's first Produce
+        self._session_sent_bytes = 0  # sent_bytes when it went
         self._session_error: BaseException | None = None
         self._inflight: dict[int | None, int] = {}
         self._answer_queues: dict[int | None, trio.MemorySendChannel] = {}
@@ -269,6 +289,12 @@ class Forwarder:
             "merged_batches": self.merged_batches,
             "merged_stored_batches": self.merged_parts,
             "producer_starts": self.producer_starts,
+            "sessions": self.sessions,
+            "produce_requests": self.produce_requests,
+            "checkpoints": self.checkpoints,
+            "session_started_at": self.session_started_at,
+            "first_send_at": self.first_send_at,
+            "last_ack_at": self.last_ack_at,
             "bandwidth_cap": self.settings.bandwidth,
             "backlog_records": sum(t["backlog_records"] for t in topics.values()),
             "backlog_bytes": sum(t["backlog_bytes"] for t in topics.values()),
@@ -328,7 +354,7 @@ class Forwarder:
 
     async def _fill(self, lane: Lane) -> None:
         try:
-            res = await self.logs.read(lane.stream_id, lane.read_from, READ_AHEAD_BYTES)
+            res = await self.logs.read(lane.stream_id, lane.read_from, self._read_ahead())
         except OffsetOutOfRangeError as e:
             if (e.offset < e.log_start and lane.frontier == lane.acked and lane.outstanding == 0
                     and lane.unacked == 0):
@@ -341,6 +367,22 @@ class Forwarder:
             lane.blocked = "local partition deleted"
             return
         lane.add_read(res.batches)
+
+    def _read_ahead(self) -> int:
+        """Bytes per read: with few lanes several stored batches at once (fewer reads per MB)."""
+        return max(READ_AHEAD_BYTES, min(READ_AHEAD_MAX, READ_AHEAD_TOTAL // max(len(self.lanes), 1)))
+
+    def _request_limit(self, now: float) -> int:
+        """Largest Produce request now: max_request_bytes, but no more than the link has shown it
+        carries in a quarter of request_timeout this session (at least REQUEST_FLOOR), so a slow
+        link never gets a request it cannot finish before the answer's deadline."""
+        cap = self.settings.max_request_bytes
+        floor = min(cap, REQUEST_FLOOR)
+        if self._session_sent_at is None or cap <= floor:
+            return floor
+        elapsed = max(now - self._session_sent_at, 0.05)
+        rate = (self.sent_bytes - self._session_sent_bytes) / elapsed
+        return max(floor, min(cap, int(rate * self.settings.request_timeout / 4)))
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -387,6 +429,7 @@ class Forwarder:
                 self._kick_checkpoint()
                 return
             raise
+        self.checkpoints += 1
         self._deleted -= deleted
         for lane, rec in applied:
             lane.checkpointed(rec)
@@ -471,6 +514,8 @@ class Forwarder:
         self.connect_failures = 0
         self._metadata_failures = 0
         self.sessions += 1
+        self.session_started_at, self.first_send_at = self.wall_clock(), None
+        self._session_sent_at = None
         log.info("uplink_connected", session=self.sessions, lanes=len(self.lanes))
         await self._refresh_metadata(client)
         async with trio.open_nursery() as nursery:
@@ -592,10 +637,10 @@ class Forwarder:
         if self.bucket.capped:
             urgent = min((lane.priority for lane in lanes if self._has_backlog(lane, now)), default=None)
             lanes = [lane for lane in lanes if lane.priority == urgent]
-        requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytes]]] = {}
+        requests: dict[int | None, dict[tuple[str, int], tuple[Lane, SentBatch, bytearray | tuple[bytes, bytes]]]] = {}
         sizes: dict[int | None, int] = {}
-        limit = self.settings.max_request_bytes
-        merge_bytes = min(self.settings.merge_bytes, limit)
+        limit = self._request_limit(now)
+        merge_bytes = min(self.settings.merge_bytes, self.settings.max_request_bytes)
         for lane in lanes:
             if not lane.ready(now) or self._inflight.get(lane.node, 0) >= MAX_IN_FLIGHT:
                 continue
@@ -618,12 +663,14 @@ class Forwarder:
             if size and size + group_size > limit:
                 continue
             batches, sb = lane.take(n)
-            if n == 1:
-                out = rewrite_producer(batches[0], lane.pid, lane.epoch, sb.seq)
+            if n == 1:  # (header, records): joined once, into the request's frame
+                out: bytearray | tuple[bytes, bytes] = rewrite_producer_parts(batches[0], lane.pid, lane.epoch, sb.seq)
+                out_size = len(out[0]) + len(out[1])
             else:
                 out = merge_batches(batches, lane.pid, lane.epoch, sb.seq)
+                out_size = len(out)
             requests.setdefault(lane.node, {})[(lane.cloud_topic, lane.partition)] = (lane, sb, out)
-            sizes[lane.node] = size + len(out)
+            sizes[lane.node] = size + out_size
         queue = list(requests.items())
         dispatched = 0
         try:
@@ -634,6 +681,10 @@ class Forwarder:
                 pending = await client.send_produce(node, {k: v[2] for k, v in parts.items()},
                                                     timeout_ms=int(self.settings.request_timeout * 1000))
                 dispatched += 1
+                self.produce_requests += 1
+                if self.first_send_at is None:
+                    self.first_send_at = self.wall_clock()
+                    self._session_sent_at, self._session_sent_bytes = self.clock(), self.sent_bytes
                 self._inflight[node] = self._inflight.get(node, 0) + 1
                 answers = self._answer_queues.get(node)
                 if answers is None:  # one reader per node: answers are applied in send order
@@ -679,6 +730,7 @@ class Forwarder:
                         self.sent_records += sb.count
                         self.sent_bytes += sb.size
                         self.meter.add(sb.size, sb.count)
+                        self.last_ack_at = self.wall_clock()
                         if r.error == DUPLICATE_SEQUENCE:
                             self.duplicates += 1
                         self.backoff.reset()

@@ -47,3 +47,41 @@ def test_kafka_records_are_published_to_mqtt_subscribers_without_looping_back(tm
             c.close()
     finally:
         app.kill()
+
+
+def test_two_rules_on_one_kafka_topic_publish_each_record_to_both(tmp_path):
+    config = """
+[[mqtt_out]]
+kafka_topic = "setpoints"
+mqtt_topic = "plant/setpoints/{key}"
+qos = 1
+
+[[mqtt_out]]
+kafka_topic = "setpoints"
+mqtt_topic = "plant/latest/{key}"
+retain = true
+"""
+    app = ApplianceProcess(tmp_path / "data", config=write_config(tmp_path, config)).start()
+    clients = []
+    try:
+        events = Client(app.mqtt_port, "historian")
+        clients.append(events)
+        events.subscribe("plant/setpoints/#", 1)
+        p = Producer({"bootstrap.servers": app.bootstrap, "acks": "all"})
+        for i in range(4):
+            p.produce("setpoints", key=f"press-{i % 2}".encode(), value=f"sp={i}".encode())
+        assert p.flush(10) == 0
+        got = [events.receive(timeout=10) for _ in range(4)]
+        assert [(m.topic, m.payload, m.qos) for m in got] == [
+            (f"plant/setpoints/press-{i % 2}", f"sp={i}".encode(), 1) for i in range(4)]
+        # an HMI that connects later gets the latest value per key from the retained rule
+        hmi = Client(app.mqtt_port, "hmi")
+        clients.append(hmi)
+        hmi.subscribe("plant/latest/#", 0)
+        latest = sorted((m.topic, m.payload, m.retain) for m in (hmi.receive(timeout=10) for _ in range(2)))
+        assert latest == [("plant/latest/press-0", b"sp=2", True), ("plant/latest/press-1", b"sp=3", True)]
+        assert events.messages.empty()  # each record once per rule, no more
+    finally:
+        for c in clients:
+            c.close()
+        app.kill()

@@ -49,6 +49,19 @@ class FakeClient:
             out.extend(self.reader)
         return out
 
+    async def settled(self) -> list:
+        """Like received(), but each deferred ack is sent only once its durability waiter returns
+        (as the socket adapter does)."""
+        out, self._early = self._early, []
+        for item in self.conn.take_output():
+            if isinstance(item, DeferredAck):
+                await item.waiter
+                self.conn.ack_written(item, True)
+                item = item.ok
+            self.reader.feed(item)
+            out.extend(self.reader)
+        return out
+
     def release_acks(self) -> list:
         out = []
         for item in self.held:

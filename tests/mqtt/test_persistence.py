@@ -36,6 +36,8 @@ async def test_state_round_trip_in_the_core():
     pub.send(Publish("plant/cfg", b"retained", 0, retain=True))
     await store.flush(clock.now)
     assert meta.writes == 2  # one write per namespace, however many changes
+    (ack,) = await pub.settled()  # the PUBACK waited for the queued message's state to be written
+    assert (type(ack).__name__, ack.packet_id) == ("PubAck", 1) and meta.writes == 2
 
     # "restart": a new broker, 30 s later on both clocks (monotonic clocks restart from anywhere)
     clock2 = Clock(5.0)

@@ -6,6 +6,8 @@ crash between "the cloud acknowledged" and "the cursor is durable" leaves behind
 
 from __future__ import annotations
 
+import dataclasses
+
 import trio
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -217,3 +219,51 @@ async def test_status_pause_resume_and_the_retention_floor(tmp_path, make_applia
         await _wait(lambda: not fw.connected and fw.last_error is not None)
         nursery.cancel_scope.cancel()
     await storage.close()
+
+
+def test_requests_grow_past_one_mib_only_on_a_link_that_has_carried_that_much():
+    class NoMeta:
+        def get(self, ns, key):
+            return None
+
+    now = [100.0]
+    settings = UplinkSettings(enabled=True, bootstrap=("127.0.0.1:1",), site="s", request_timeout=30,
+                              forward=(ForwardRule("line1.x", None, "{site}.{topic}", 0),))
+    fw = Forwarder(settings, None, NoMeta(), None, clock=lambda: now[0])
+    assert settings.max_request_bytes == 4 << 20
+    assert fw._request_limit(now[0]) == 1 << 20  # nothing sent yet this session
+    fw._session_sent_at, fw._session_sent_bytes = now[0], fw.sent_bytes
+    fw.sent_bytes += 100_000  # a slow link: 100 kB/s would need 42 s for a 4 MiB request
+    now[0] += 1.0
+    assert fw._request_limit(now[0]) == 1 << 20
+    fw.sent_bytes += 2_000_000  # 2.1 MB/s: 7.5 s (a quarter of request_timeout) carry 15.7 MB
+    assert fw._request_limit(now[0]) == 4 << 20
+    small = Forwarder(dataclasses.replace(settings, max_request_bytes=300_000), None, NoMeta(), None)
+    assert small._request_limit(now[0]) == 300_000
+
+
+async def test_a_backlog_on_several_partitions_goes_out_in_requests_carrying_them_together(tmp_path, appliance):
+    storage = open_local_storage(tmp_path / "plant", StorageSettings(fsync=False))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(storage.run)
+        topics = TopicCatalog(storage.meta, storage.logs)
+        topic = await topics.create("line1.x", 3)
+        pad = b"x" * 700
+        for b in range(6):  # batches of ~600 kB: a 1 MiB request holds one of them
+            for p, sid in enumerate(topic.streams):
+                batch = build_batch([(b"k", f"{p}-{b * 800 + i}-".encode() + pad, ()) for i in range(800)],
+                                    timestamp_ms=1_700_000_000_000)
+                await storage.logs.append(sid, batch, now_ms=1_700_000_000_000).durable()
+        settings = dataclasses.replace(_settings(appliance), request_timeout=30)  # slow machines: room
+        fw = Forwarder(settings, storage.logs, storage.meta, topics)
+        await nursery.start(fw.run)
+        await _wait(lambda: all(s in fw.lanes and fw.lanes[s].cursor == 4800 for s in topic.streams), timeout=60)
+        assert fw.sent_batches == 18 and fw.duplicates == 0
+        assert fw.produce_requests < 18  # once the link showed its speed, requests carried several partitions
+        nursery.cancel_scope.cancel()
+    await storage.close()
+    assert await trio.to_thread.run_sync(watermarks, appliance.bootstrap, "s.line1.x", 3) == [4800] * 3
+    got = await trio.to_thread.run_sync(read_topic, appliance.bootstrap, "s.line1.x", 3 * 4800)
+    for p in range(3):
+        values = [v for part, _, _, v in got if part == p]
+        assert [v.split(b"-")[1] for v in values] == [str(i).encode() for i in range(4800)]

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 
 from appliance.config import load_settings
 from appliance.errors import ConfigError
-from appliance.kafka.records import build_batch, decode_records, read_header, validate_batch
+from appliance.kafka.records import build_batch, crc32c, decode_records, read_header, validate_batch
 from appliance.uplink.bandwidth import TokenBucket
 from appliance.uplink.client.backoff import Backoff
-from appliance.uplink.client.batches import merge_batches, mergeable, rewrite_producer
+from appliance.uplink.client.batches import merge_batches, mergeable, rewrite_producer, rewrite_producer_parts
 from appliance.uplink.client.errors import Handling, UnsupportedApiError, classify
 from appliance.uplink.client.versions import negotiate, pick
 
@@ -104,3 +105,16 @@ def test_uplink_settings_are_validated(tmp_path: Path):
     cfg.write_text('[uplink]\nenabled = true\nsite = "s"\n[[uplink.forward]]\ntopic = "x"\n')
     with pytest.raises(ConfigError, match="needs bootstrap"):
         load_settings(cfg)
+
+
+def test_rewrite_as_parts_is_the_same_batch_as_the_rewritten_copy():
+    plain = build_batch([(b"k1", b"v1" * 500, (("h", b"x"),)), (b"k2", None, ())], timestamp_ms=[1000, 1005],
+                        base_offset=4711, producer_id=9, producer_epoch=2, base_sequence=17)
+    gappy = bytearray(build_batch([(b"a", b"1", ()), (b"b", b"2", ())], timestamp_ms=1000, base_offset=50))
+    struct.pack_into(">i", gappy, 23, 5)  # lastOffsetDelta 5 over 2 records: a compacted topic's batch
+    struct.pack_into(">I", gappy, 17, crc32c(bytes(gappy[21:])))
+    for original in (plain, bytes(gappy), memoryview(plain)):
+        head, body = rewrite_producer_parts(original, 123456789, 7, 2_000_000_000)
+        assert head + body == bytes(rewrite_producer(original, 123456789, 7, 2_000_000_000))
+        h = validate_batch(head + body)
+        assert (h.producer_id, h.producer_epoch, h.base_sequence, h.base_offset) == (123456789, 7, 2_000_000_000, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectStore, ObjectStoreError
+from appliance.storage.objects.port import ObjectInfo, ObjectStore, ObjectStoreError, Value
 
 OPS = frozenset({"put", "put_if_absent", "get", "list", "delete"})
 
@@ -44,11 +44,11 @@ class FaultyObjectStore:
             self.failures += 1
             raise ObjectStoreError(f"injected failure: {op}")
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         await self._enter("put")
         await self.inner.put(key, data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         await self._enter("put_if_absent")
         return await self.inner.put_if_absent(key, data)
 

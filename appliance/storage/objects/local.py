@@ -16,8 +16,8 @@ from pathlib import Path
 
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError
-from appliance.storage.segments import fsync_dir, pwrite_all
+from appliance.storage.objects.port import Body, ObjectInfo, ObjectNotFoundError, ObjectStoreError, Value
+from appliance.storage.segments import fsync_dir, pwrite_all, pwritev_all
 
 _TMP = ".tmp-"
 
@@ -39,19 +39,22 @@ class LocalObjectStore:
             raise ObjectStoreError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _write_tmp(self, path: Path, data: bytes) -> Path:
+    def _write_tmp(self, path: Path, data: Value) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f"{_TMP}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            pwrite_all(fd, data, 0)
+            if isinstance(data, Body):
+                pwritev_all(fd, data.parts, 0)  # straight from the batches' buffers
+            else:
+                pwrite_all(fd, data, 0)
             if self._fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         return tmp
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         path = self._path(key)
 
         def work() -> None:
@@ -62,7 +65,7 @@ class LocalObjectStore:
 
         await self._run(work, "put", key)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         path = self._path(key)
 
         def work() -> bool:

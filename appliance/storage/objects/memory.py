@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError
+from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, Value
 
 
 class MemoryObjectStore:
@@ -12,11 +12,11 @@ class MemoryObjectStore:
         self.url = "memory://"
         self.objects: dict[str, bytes] = {}
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         await trio.lowlevel.checkpoint()
         self.objects[key] = bytes(data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         await trio.lowlevel.checkpoint()
         if key in self.objects:
             return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appliance.storage.objects.port import ObjectInfo, ObjectStore
+from appliance.storage.objects.port import ObjectInfo, ObjectStore, Value
 
 
 class MeteredObjectStore:
@@ -14,7 +14,7 @@ class MeteredObjectStore:
         self.bytes_put = 0
         self.bytes_got = 0
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         self.requests["put"] += 1
         try:
             await self.inner.put(key, data)
@@ -23,7 +23,7 @@ class MeteredObjectStore:
             raise
         self.bytes_put += len(data)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         self.requests["put"] += 1
         try:
             created = await self.inner.put_if_absent(key, data)

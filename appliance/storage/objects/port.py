@@ -3,10 +3,14 @@
 Keys are relative ("manifest/00000000000000000007.mf", "data/..."); each implementation maps
 them below its own root (a directory, an S3 bucket + prefix). Values are whole objects: they are
 written once and never modified in place (put replaces, put_if_absent creates or refuses).
+A value is `bytes` or a `Body`: the object as the buffers it already sits in (record batches
+from the WAL cache), so a store that can write them as they are (the local directory: one
+gather write) never joins tens of MiB into a fresh buffer first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -21,6 +25,25 @@ class ObjectNotFoundError(ObjectStoreError):
     """No object under that key."""
 
 
+class Body:
+    """An object's bytes as consecutive buffers; len() is its size, bytes() joins it."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
+        self.parts = list(parts)
+        self.size = sum(len(p) for p in self.parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self.parts)
+
+
+Value = bytes | Body
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str
@@ -31,11 +54,11 @@ class ObjectInfo:
 class ObjectStore(Protocol):
     url: str  # where the objects live, for logs and status (never holds credentials)
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         """Create or replace the object, durably."""
         ...
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         """Create the object only if no object has that key; False (and no change) if one has."""
         ...
 
@@ -55,4 +78,4 @@ class ObjectStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-__all__ = ["ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError"]
+__all__ = ["Body", "Value", "ObjectInfo", "ObjectNotFoundError", "ObjectStore", "ObjectStoreError"]

@@ -30,7 +30,7 @@ from minio.error import S3Error
 
 from appliance.errors import ConfigError
 from appliance.logs import get_logger
-from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError
+from appliance.storage.objects.port import ObjectInfo, ObjectNotFoundError, ObjectStoreError, Value
 
 log = get_logger("objects")
 
@@ -142,10 +142,10 @@ class S3ObjectStore:
             raise ObjectStoreError(f"S3 bucket check failed: {type(e).__name__}: {e}") from e
         self._bucket_checked = True
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: Value) -> None:
         await self._call(partial(self._client._put_object, self.bucket, self._k(key), bytes(data), {}), "put", key)
 
-    async def put_if_absent(self, key: str, data: bytes) -> bool:
+    async def put_if_absent(self, key: str, data: Value) -> bool:
         fn = partial(self._client._put_object, self.bucket, self._k(key), bytes(data), {"If-None-Match": "*"})
         try:
             await self._call(fn, "put_if_absent", key)

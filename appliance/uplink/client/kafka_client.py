@@ -355,10 +355,12 @@ class KafkaClient:
         resp = await bc.request(CREATE_TOPICS, req, self.request_timeout + timeout_ms / 1000)
         return {t.name: (t.error_code, t.error_message) for t in resp.topics}
 
-    async def send_produce(self, node_id: int | None, batches: Mapping[tuple[str, int], bytes | bytearray],
+    async def send_produce(self, node_id: int | None,
+                           batches: Mapping[tuple[str, int], bytes | bytearray | tuple[bytes, ...]],
                            *, timeout_ms: int = 30000) -> PendingProduce:
         """Write a Produce request (acks=all, one record batch per partition: Apache Kafka accepts
-        exactly one magic-2 batch per partition and request). Requests sent to one node are
+        exactly one magic-2 batch per partition and request; a batch may be given as a tuple of
+        its parts, joined into the frame). Requests sent to one node are
         answered in the order they were sent."""
         bc = await self.node(node_id)
         by_topic: dict[str, list] = {}

@@ -30,6 +30,9 @@ def test_object_round_trip_multi_stream_blocks():
     assert got == [(7, x) for x in a] + [(9, x) for x in b]
     assert decode_records(got[-1][1])[0].offset == 1004
     assert [e.max_ts for e in index if e.stream_id == 9] == [NOW + 2]
+    body, body_index = so.encode_object_body([(7, a), (9, b)], block_size=1000)
+    assert bytes(body) == data and len(body) == len(data) and body_index == index
+    assert body.parts[0] is a[0]  # the batches themselves, not copies
     tail = data[-so.FOOTER_SIZE:]
     footer = so.decode_footer(tail)
     assert footer.index_count == len(index) and data[-4:] == b"MSSO"

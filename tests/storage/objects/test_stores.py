@@ -15,6 +15,7 @@ from appliance.storage.objects import (
     ObjectStoreError,
     open_object_store,
 )
+from appliance.storage.objects.port import Body
 from appliance.storage.objects.s3 import S3ObjectStore, parse_s3_url
 from tests.storage.objects.moto_server import ACCESS_KEY, SECRET_KEY
 
@@ -46,6 +47,16 @@ async def test_put_get_ranges_list_delete(store):
     with pytest.raises(ObjectNotFoundError):
         await store.get("data/a.obj")
     assert [o.key for o in await store.list("data/")] == ["data/b.obj"]
+
+
+async def test_a_body_of_buffers_is_stored_as_one_object(store):
+    # uploads hand over the record batches as they sit in memory (objects.port.Body)
+    parts = [b"batch-one|", bytearray(b"batch-two|"), memoryview(b"xxindexxx")[2:7], b"footer"]
+    await store.put("data/parts.obj", Body(parts))
+    assert await store.get("data/parts.obj") == b"batch-one|batch-two|index" + b"footer"
+    assert await store.get("data/parts.obj", 10, 10) == b"batch-two|"
+    assert await store.put_if_absent("manifest/parts", Body([b"a", b"b"])) is True
+    assert [(o.key, o.size) for o in await store.list("")] == [("data/parts.obj", 31), ("manifest/parts", 2)]
 
 
 async def test_put_if_absent_creates_once(store):
