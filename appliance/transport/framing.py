@@ -112,7 +112,7 @@ class FrameReader:
         have = len(parts[0])
         self._buf = bytearray()
         while have < size:
-            data = await self._stream.receive_some(min(size - have, _MAX_READ))
+            data = await self._receive(min(size - have, _MAX_READ))
             if not data:
                 raise ProtocolError(f"connection closed mid-frame ({have + 4} of {size + 4} bytes)")
             parts.append(data)
