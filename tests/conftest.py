@@ -1,6 +1,16 @@
+import inspect
+
 import pytest
 
+from tests.hang_watchdog import run_with_watchdog
 from tests.harness import ApplianceProcess
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    for item in items:  # every trio test runs under the hang watchdog (tests/hang_watchdog.py)
+        if inspect.iscoroutinefunction(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.trio(run=run_with_watchdog))
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ def test_qos1_acknowledged_for_an_offline_session_survives_kill_9(make_appliance
             if info.is_published():  # PUBACK received
                 acked.append(payload)
         app.kill()  # right after the acknowledgements
+        _close(pub)  # its link died with the process: no reconnect loop left running after the test
         app.start()
         sub = _client(app.mqtt_port, "historian", clean=False, received=received)
         deadline = time.monotonic() + 2

@@ -20,6 +20,21 @@ from appliance.storage.objects.port import Body, ObjectInfo, ObjectNotFoundError
 from appliance.storage.segments import fsync_dir, pwrite_all, pwritev_all
 
 _TMP = ".tmp-"
+_WRITEBACK_PIECE = 4 << 20
+
+
+def _pieces(parts: list, size: int):
+    """`parts` in consecutive runs of about `size` bytes (never splitting a part)."""
+    run: list = []
+    total = 0
+    for p in parts:
+        run.append(p)
+        total += len(p)
+        if total >= size:
+            yield run
+            run, total = [], 0
+    if run:
+        yield run
 
 
 class LocalObjectStore:
@@ -45,7 +60,14 @@ class LocalObjectStore:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             if isinstance(data, Body):
-                pwritev_all(fd, data.parts, 0)  # straight from the batches' buffers
+                pos = 0
+                for piece in _pieces(data.parts, _WRITEBACK_PIECE):
+                    n = pwritev_all(fd, piece, pos)  # straight from the batches' buffers
+                    if self._fsync:
+                        # start writing this piece to disk now: a 32 MiB burst at the fsync would
+                        # queue the WAL's own small fsyncs (acks) behind it on a shared disk
+                        os.posix_fadvise(fd, pos, n, os.POSIX_FADV_DONTNEED)
+                    pos += n
             else:
                 pwrite_all(fd, data, 0)
             if self._fsync:
