@@ -49,28 +49,16 @@ _PREFIX_MAGIC = struct.Struct(">qiibI")  # baseOffset, batchLength, partitionLea
 
 def rewrite_producer(batch: bytes | memoryview, producer_id: int, producer_epoch: int, base_sequence: int) -> bytearray:
     """A copy of `batch` as the given idempotent producer's batch starting at `base_sequence`."""
-    if len(batch) < HEADER_SIZE:
-        raise ValueError(f"record batch of {len(batch)} bytes is shorter than its header")
-    h = read_header(batch)
-    if h.records_count != h.last_offset_delta + 1:
-        try:
-            batch = renumber_offsets(batch, compression.decompress, compression.compress)
-        except compression.CodecUnavailable:
-            pass  # sent as it is: the cloud says what is wrong with it
-    out = bytearray(batch)
-    struct.pack_into(">q", out, 0, 0)
-    _LEADER_EPOCH.pack_into(out, 12, -1)
-    _PRODUCER.pack_into(out, 43, producer_id, producer_epoch, base_sequence)
-    _CRC.pack_into(out, 17, crc32c(memoryview(out)[CRC_START:]))
-    return out
+    head, body = rewrite_producer_parts(batch, producer_id, producer_epoch, base_sequence)
+    return bytearray(head + body)
 
 
 def rewrite_producer_parts(batch: bytes | memoryview, producer_id: int, producer_epoch: int,
                            base_sequence: int) -> tuple[bytes, bytes]:
-    """`rewrite_producer` as (header, records) for a Produce request, which joins them into its
-    frame: the records are copied once (to a bytes object the C CRC-32C takes) instead of twice
-    (the batch, then the CRC'd part of the copy), and the CRC runs over the new header's tail and
-    the records in turn. b"".join() of the two equals rewrite_producer's result."""
+    """`batch` rewritten for the given idempotent producer as (header, records), for a Produce
+    request, which joins them into its frame: the records are copied once (to a bytes object the
+    C CRC-32C takes), and the CRC runs over the new header's tail and the records in turn. A
+    compacted topic's batch (offset gaps) is renumbered first: Kafka requires consecutive deltas."""
     if len(batch) < HEADER_SIZE:
         raise ValueError(f"record batch of {len(batch)} bytes is shorter than its header")
     h = read_header(batch)
