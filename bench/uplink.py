@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import struct
@@ -255,6 +256,7 @@ def mqtt_main(args: argparse.Namespace) -> None:
     finally:
         plant.kill()
         cloud.kill()
+        shutil.rmtree(work, ignore_errors=True)  # hundreds of MB per run: leave no copies behind
 
 
 def wait_for_total(cloud: ApplianceProcess, topic: str, partitions: int, expected: int, timeout: float, *, poll: float) -> int:
@@ -375,6 +377,7 @@ def main() -> None:
     finally:
         plant.kill()
         cloud.kill()
+        shutil.rmtree(work, ignore_errors=True)  # hundreds of MB per run: leave no copies behind
 
 
 if __name__ == "__main__":
