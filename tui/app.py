@@ -199,6 +199,8 @@ class MillstreamApp(App[None]):
     # --- polling ---------------------------------------------------------------------------------
 
     def poll(self) -> None:
+        if not self.screen_stack:
+            return  # the app is closing: a last timer tick may come after its screens are gone
         if isinstance(self.screen, TopicScreen):
             return  # the topic screen polls for itself; the tabs catch up when it closes
         if not self._polling:

@@ -134,6 +134,14 @@ def test_unreachable_appliance_is_a_notification_not_a_crash(tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_refresh_tick_while_the_console_closes_is_ignored(tmp_path):
+    # the refresh timer may fire once more after the app's screens are gone (seen in CI at exit)
+    app = console(f"http://127.0.0.1:{free_port()}")
+    assert app.screen_stack == []
+    app.poll()  # no ScreenStackError
+    assert not app._polling
+
+
 def test_groups_screen_shows_lag_per_partition(appliance):
     AdminClient(appliance.admin_url).create_topic("lagging", 2)
     produce(appliance, "lagging", 10, partition=0)
