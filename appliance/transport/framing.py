@@ -11,12 +11,12 @@ joined once at the end (one copy of the body, not a growing buffer and a slice o
 from __future__ import annotations
 
 import math
-import os
 import struct
 
 import trio
 
 from appliance.errors import ProtocolError
+from appliance.transport.direct_io import receive_some, socket_fd
 from appliance.transport.frame_budget import SMALL_FRAME, FrameBudget, reserve
 
 _SIZE = struct.Struct(">i")
@@ -39,23 +39,10 @@ class FrameReader:
         self._budget = budget
         self._frame_timeout = frame_timeout
         self.held = 0  # bytes of the budget this reader holds for the current frame
-        # A plain TCP socket is read directly: wait until readable, then one read. About half the
-        # Python work per wake-up of a stream receive (which also tries a read that finds
-        # nothing before every wait). Only while read_frame() runs: never after the stream closed.
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._fd = socket_fd(stream)  # read directly (transport/direct_io.py); set before any read
 
     async def _receive(self, size: int) -> bytes:
-        fd = self._fd
-        if fd is None:
-            return await self._stream.receive_some(size)
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, size)
-            except BlockingIOError:
-                continue  # woken without data after all
-            except OSError as e:
-                raise trio.BrokenResourceError(f"socket read failed: {e}") from e
+        return await receive_some(self._stream, self._fd, size)
 
     async def _fill(self, need: int, exact: bool = False) -> bool:
         """Buffer at least `need` bytes; `exact`: never read past them (a reserved frame's end)."""

@@ -21,7 +21,6 @@ does not arrive within `[limits] frame_timeout` while holding budget, closes its
 from __future__ import annotations
 
 import itertools
-import os
 import ssl
 import sys
 import time
@@ -42,6 +41,7 @@ from appliance.kafka.broker import Broker
 from appliance.kafka.protocol import codec
 from appliance.logs import get_logger
 from appliance.security.access import RateLimits
+from appliance.transport.direct_io import send_all, socket_fd
 from appliance.transport.frame_budget import FrameBudget
 from appliance.transport.framing import FrameReader
 from appliance.transport.guard import HandshakeRefused, ListenerGuard
@@ -57,21 +57,6 @@ def _leaf_exceptions(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for e in exc.exceptions for leaf in _leaf_exceptions(e)]
     return [exc]
-
-
-async def _send_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
-    """`stream.send_all`, but on a plain TCP socket the bytes are first written directly: a
-    response that fits the socket buffer goes out without the stream's extra scheduling round."""
-    sent = 0
-    if isinstance(stream, trio.SocketStream):
-        try:
-            sent = os.write(stream.socket.fileno(), data)
-        except BlockingIOError:
-            pass
-        except OSError as e:
-            raise trio.BrokenResourceError(f"socket write failed: {e}") from e
-    if sent < len(data):
-        await stream.send_all(memoryview(data)[sent:] if sent else data)
 
 
 def _close_reason(exc: BaseException) -> str | None:
@@ -319,6 +304,7 @@ class KafkaServer:
 
     async def _writer(self, stream: trio.abc.Stream, recv: trio.MemoryReceiveChannel,
                       conn_scope: trio.CancelScope) -> None:
+        fd = socket_fd(stream)
         async with recv:
             async for key, version, correlation_id, result in recv:
                 if isinstance(result, Awaitable):
@@ -332,7 +318,7 @@ class KafkaServer:
                         continue
                 data = codec.encode_response(key, version, correlation_id, result)
                 try:
-                    await _send_all(stream, data)
+                    await send_all(stream, fd, data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     conn_scope.cancel()
                     return

@@ -35,7 +35,6 @@ it waits, and a packet that holds budget longer than `frame_timeout` closes its 
 from __future__ import annotations
 
 import math
-import os
 import ssl
 from collections import deque
 from collections.abc import Iterable
@@ -52,6 +51,7 @@ from appliance.mqtt.broker import Broker
 from appliance.mqtt.codec import ConnAck, MqttError, PacketReader, PacketTooLarge, ReasonCode, encode
 from appliance.mqtt.session import Connection, DeferredAck
 from appliance.security.access import MqttAccess
+from appliance.transport.direct_io import receive_some, send_all, socket_fd
 from appliance.transport.frame_budget import SMALL_FRAME, FrameBudget, reserve
 from appliance.transport.guard import HandshakeRefused, ListenerGuard
 
@@ -215,8 +215,7 @@ class _ConnectionHandler:
         try:
             guard = self.guard
             self.stream, identity = await guard.handshake(self.stream, self.peer, self.broker.limits.connect_timeout)
-            if isinstance(self.stream, trio.SocketStream):
-                self._fd = self.stream.socket.fileno()
+            self._fd = socket_fd(self.stream)
             if guard.security is not None and guard.security.enabled:
                 conn.access = MqttAccess(guard.security, identity, guard.rule_zone, guard.name)
             async with trio.open_nursery() as nursery:
@@ -334,21 +333,10 @@ class _ConnectionHandler:
         fd = self._fd
         while True:
             size = min(self._held - reader.buffered, _MAX_READ) if self._held else _READ_SIZE
-            if fd is not None:
-                data = None
-                while data is None:
-                    try:
-                        await trio.lowlevel.wait_readable(fd)
-                        data = os.read(fd, max(1, size))
-                    except BlockingIOError:
-                        pass  # woken without data after all: wait again
-                    except (trio.ClosedResourceError, OSError):
-                        data = b""
-            else:
-                try:
-                    data = await self.stream.receive_some(max(1, size))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
-                    data = b""
+            try:
+                data = await receive_some(self.stream, fd, max(1, size))
+            except _TRANSPORT_ERRORS:
+                data = b""
             if not data:
                 self._peer_eof = True
                 conn.close_reason = conn.close_reason or "peer closed"
@@ -440,15 +428,7 @@ class _ConnectionHandler:
             cancel_scope.cancel()
 
     async def _send(self, data: bytearray) -> None:
-        fd = self._fd
-        sent = 0
-        if fd is not None:  # plain TCP: try the write at once; the stream takes what does not fit
-            try:
-                sent = os.write(fd, data)
-            except BlockingIOError:
-                pass
-        if sent < len(data):
-            await self.stream.send_all(memoryview(data)[sent:] if sent else data)
+        await send_all(self.stream, self._fd, data)
         self.broker.stats.bytes_out += len(data)
 
 
