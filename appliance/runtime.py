@@ -213,7 +213,7 @@ class Appliance:
             from appliance.ingest.bridge.runner import run_bridge
 
             self._bridge_done = trio.Event()
-            services.start_soon(partial(_run_then_set, self._bridge_done, run_bridge, s.bridge, self.mqtt,
+            services.start_soon(partial(_serve_then_set, self._bridge_done, run_bridge, s.bridge, self.mqtt,
                                         self.stopping, meta=self.storage.meta, host_id=s.sparkplug.host_id))
 
     async def _publish_host_state(self, *, online: bool) -> None:
@@ -321,13 +321,6 @@ async def _serve_then_set(done: trio.Event, serve: Any, *args: Any, task_status:
                           **kwargs: Any) -> None:
     try:
         await serve(*args, task_status=task_status, **kwargs)
-    finally:
-        done.set()
-
-
-async def _run_then_set(done: trio.Event, run: Any, *args: Any, **kwargs: Any) -> None:
-    try:
-        await run(*args, **kwargs)
     finally:
         done.set()
 

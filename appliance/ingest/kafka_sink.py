@@ -191,13 +191,13 @@ class KafkaIngestSink:
         if not r.items or self._pump_busy:
             return  # a busy pump takes the round when it is done
         groups = self._by_topic(r)
-        topics = self.kafka.topics
-        if any(topics.get(name) is None for name in groups):
+        resolved = {name: self.kafka.topics.get(name) for name in groups}
+        if None in resolved.values():
             self._wake.set()  # a topic must be created first (async): the pump does it
             return
         self._round = _Round()
         try:
-            pendings = self._append_groups(r, groups, {name: topics.get(name) for name in groups})
+            pendings = self._append_groups(r, groups, resolved)
         except Exception as e:  # a bug: fail the round rather than leave its publishers waiting
             log.error("ingest_append_crashed", error=repr(e))
             self._fail(r, list(range(len(r.items))), StorageError(f"ingest append failed: {e!r}"))

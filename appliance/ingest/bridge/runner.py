@@ -121,8 +121,10 @@ class _Bridge:
 
 async def run_bridge(settings: BridgeSettings, mqtt: Any, stopping: trio.Event, *,
                      meta: MetaStore | None = None, host_id: str = "", wall_ms: Callable[[], int] | None = None,
-                     rng: random.Random | None = None, stats: BridgeStats | None = None) -> None:
-    """Keep a bridge connection up until `stopping` is set (then DISCONNECT normally).
+                     rng: random.Random | None = None, stats: BridgeStats | None = None,
+                     task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Keep a bridge connection up until `stopping` is set (then DISCONNECT normally). Started
+    (`task_status`) once its QoS 2 state is loaded; the first connection follows.
 
     `meta`: where the inbound QoS 2 state is persisted (None: memory only, kept across
     reconnects but not restarts); `host_id`: the Sparkplug host application id ("" = none)."""
@@ -131,6 +133,7 @@ async def run_bridge(settings: BridgeSettings, mqtt: Any, stopping: trio.Event, 
     stats = stats or BridgeStats()
     qos2 = InboundQos2Store(meta, f"{settings.upstream}/{settings.client_id}")
     qos2.load()
+    task_status.started()
     delay = settings.backoff_min
     async with trio.open_nursery() as keeper:
         bridge = _Bridge(settings, mqtt, stopping, stats, qos2, host_id,
