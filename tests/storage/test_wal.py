@@ -20,6 +20,7 @@ from appliance.errors import (
     StreamNotFoundError,
 )
 from appliance.kafka.records import build_batch, read_header, validate_batch, with_base_offset
+from appliance.storage import wal as wal_module
 from appliance.storage.local import open_local_storage
 from appliance.storage.ports import LogStore, MetaStore, PendingAppend
 
@@ -359,7 +360,7 @@ async def test_reads_beyond_the_cache_come_from_segment_files(tmp_path):
 
 
 async def test_appends_queued_behind_a_failing_fsync_fail_too(tmp_path, monkeypatch):
-    async with running(tmp_path) as st:
+    async with running(tmp_path, inline_sync_rate=0) as st:  # the writer thread's path
         logs = st.logs
         sid = await logs.create_stream("t-0")
         await logs.append(sid, batch(1), now_ms=NOW).durable()
@@ -397,7 +398,7 @@ async def test_acks_wait_for_the_writer_threads_fsync_and_close_joins_it(tmp_pat
         return {t for t in threading.enumerate() if t.name.startswith("wal-writer")}
 
     before = writers()
-    storage = open_local_storage(tmp_path, settings())
+    storage = open_local_storage(tmp_path, settings(inline_sync_rate=0))
     real = os.fsync
     gate = threading.Event()
     synced: list[int] = []
@@ -441,7 +442,7 @@ async def test_acks_wait_for_the_writer_threads_fsync_and_close_joins_it(tmp_pat
 async def test_when_write_done_hands_over_appends_for_the_next_write(tmp_path, monkeypatch):
     # The MQTT ingest sink's way to make one append per fsync cycle: while a write is in flight,
     # the hook runs once it has returned (its data already durable) and its appends make the next write.
-    storage = open_local_storage(tmp_path, settings())
+    storage = open_local_storage(tmp_path, settings(inline_sync_rate=0))
     real = os.fsync
     gate = threading.Event()
 
@@ -483,3 +484,104 @@ async def test_when_write_done_hands_over_appends_for_the_next_write(tmp_path, m
         await storage.close()
         nursery.cancel_scope.cancel()
     monkeypatch.setattr(os, "fsync", real)
+
+
+async def test_small_commits_are_fsynced_inline_and_big_ones_by_the_writer_thread(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        synced.clear()
+        r = await logs.append(sid, batch(3), now_ms=NOW).durable()
+        assert r.base_offset == 0 and logs.offsets(sid).high_watermark == 3
+        assert synced == [threading.current_thread().name]  # the trio thread itself
+        big = await logs.append(sid, batch(1, value=b"x" * (128 << 10)), now_ms=NOW).durable()
+        assert big.base_offset == 3
+        assert synced[-1].startswith("wal-writer")  # over the inline size: the writer thread
+    async with running(tmp_path) as st:  # and both are on disk
+        bases = [read_header(b).base_offset for b in (await st.logs.read(sid, 0, 1 << 20)).batches]
+        assert bases == [0, 3]
+
+
+async def test_a_slow_inline_fsync_sends_commits_to_the_writer_thread_for_a_while(tmp_path, monkeypatch):
+    monkeypatch.setattr(wal_module, "INLINE_PAUSE_SECONDS", 0.5)
+    synced: list[str] = []
+    real = os.fsync
+    slow = [True]
+
+    def fsync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        if slow[0]:
+            time.sleep(0.05)  # a stalling disk: over INLINE_SLOW_SECONDS
+            slow[0] = False
+        real(fd)
+
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        monkeypatch.setattr(os, "fsync", fsync)
+        me = threading.current_thread().name
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        assert synced[0] == me and synced[1].startswith("wal-writer")  # paused after the slow one
+        await trio.sleep(0.6)
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        assert synced[2] == me  # the pause is over
+        assert logs.offsets(sid).high_watermark == 3
+
+
+async def test_a_failing_inline_fsync_fails_its_appends_and_the_next_write_succeeds(tmp_path, monkeypatch):
+    real = os.fsync
+    calls: list[int] = []
+
+    def failing_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "injected")
+        real(fd)
+
+    async with running(tmp_path) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        monkeypatch.setattr(os, "fsync", failing_once)
+        with pytest.raises(StorageError):
+            await logs.append(sid, batch(2), now_ms=NOW).durable()
+        assert (logs.offsets(sid).high_watermark, logs.offsets(sid).log_end) == (0, 0)
+        r = await logs.append(sid, batch(2), now_ms=NOW).durable()
+        assert r.base_offset == 0
+    async with running(tmp_path) as st:
+        assert [read_header(b).base_offset for b in (await st.logs.read(sid, 0, 1 << 20)).batches] == [0]
+
+
+async def test_commits_go_to_the_writer_thread_while_records_arrive_fast(tmp_path, monkeypatch):
+    # Above `inline_sync_rate` the loop should go on decoding while the disk works.
+    synced: list[str] = []
+    real = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(threading.current_thread().name)
+        real(fd)
+
+    async with running(tmp_path, inline_sync_rate=1000) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+        with trio.fail_after(30):
+            while len(synced) < 100 and not any(n.startswith("wal-writer") for n in synced[1:]):
+                await logs.append(sid, batch(200), now_ms=NOW).durable()  # far over 1000 records/s
+        assert synced[0] == threading.current_thread().name  # no rate known yet: inline
+        assert any(n.startswith("wal-writer") for n in synced[1:])
+        monkeypatch.setattr(os, "fsync", real)
+        await trio.sleep(0.25)  # two quiet windows: the rate is low again
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+        synced.clear()
+        await logs.append(sid, batch(1), now_ms=NOW).durable()
+        assert synced == [threading.current_thread().name]
