@@ -1,6 +1,6 @@
 """Kafka produce/consume benchmark against a real appliance process (run by hand).
 
-    .venv/bin/python bench/kafka_produce_consume.py [--count 200000] [--value-size 1024]
+    .venv/bin/python bench/kafka_produce_consume.py [--count 200000] [--value-size 1024] [--client kcat]
 
 librdkafka producer, acks=all, fixed count of records; then a consumer reads them all back
 (from the broker's log cache). Prints MB/s and records/s both ways, produce latency p50/p99,
@@ -113,6 +113,47 @@ def run_producers(bootstrap: str, args: argparse.Namespace) -> tuple[int, int, l
     return n, errors, lat, elapsed, sum(r[5] for r in results)
 
 
+def run_kcat(bootstrap: str, args: argparse.Namespace, work: Path) -> tuple[int, int, float, float]:
+    """(records, producers, seconds, producers' CPU seconds): `args.producers` kcat processes
+    (librdkafka driven from C, no Python per record), each producing its share of `key:value`
+    lines from a file with the same producer settings as the Python producers. The window runs
+    from their start (connection and metadata included: a few ms) to the last one's exit, which
+    kcat makes only once every record is acknowledged."""
+    import random
+    import resource
+    import string
+    import subprocess
+
+    rnd = random.Random(1)
+    value = "".join(rnd.choice(string.ascii_letters) for _ in range(args.value_size))
+    share = args.count // args.producers
+    source = work / "kcat-input.txt"
+    with open(source, "w") as f:
+        for i in range(share):
+            f.write(f"{i % 64}:{value}\n")
+    settings = {"acks": "all", "enable.idempotence": "true", "linger.ms": str(args.linger_ms),
+                "batch.size": str(args.batch_size), "batch.num.messages": "1000000",
+                "queue.buffering.max.kbytes": str(1 << 20)}
+    cmd = ["kcat", "-P", "-b", bootstrap, "-t", "bench", "-K:", "-l", str(source)]
+    for k, v in settings.items():
+        cmd += ["-X", f"{k}={v}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stderr=subprocess.DEVNULL) for _ in range(args.producers)]
+    try:
+        codes = [p.wait(args.timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    source.unlink()
+    if any(codes):
+        raise SystemExit(f"kcat failed: exit codes {codes}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return share * args.producers, args.producers, elapsed, cpu
+
+
 def raw_pipelined_produce_mbps(bootstrap: str, value_size: int, requests: int = 200,
                                in_flight: int = 5) -> tuple[float, float]:
     """(MB/s, MB sent). The broker alone: pre-encoded 1 MiB-ish Produce requests (acks=-1), `in_flight` pipelined on one
@@ -170,6 +211,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1 << 20, help="librdkafka batch.size")
     ap.add_argument("--linger-ms", type=int, default=5)
     ap.add_argument("--producers", type=int, default=2, help="producer processes")
+    ap.add_argument("--client", choices=("python", "kcat"), default="python",
+                    help="librdkafka driven from Python (confluent-kafka, per-record delivery latency) "
+                         "or from C (kcat: cheaper per record, no latency figure)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-", dir=Path(__file__).resolve().parents[1] / "var")
                 if (Path(__file__).resolve().parents[1] / "var").exists() else tempfile.mkdtemp())
@@ -179,7 +223,11 @@ def main() -> None:
         admin = AdminClient({"bootstrap.servers": app.bootstrap})
         admin.create_topics([NewTopic("bench", num_partitions=args.partitions, replication_factor=1)])["bench"].result(10)
         cpu0 = _cpu_seconds(app.proc.pid)
-        n, errors, lat, produce_s, producers_cpu = run_producers(app.bootstrap, args)
+        if args.client == "kcat":
+            n, _, produce_s, producers_cpu = run_kcat(app.bootstrap, args, work)
+            errors, lat = 0, []
+        else:
+            n, errors, lat, produce_s, producers_cpu = run_producers(app.bootstrap, args)
         produce_cpu = _cpu_seconds(app.proc.pid) - cpu0
         mb = n * args.value_size / 1e6
         c = Consumer({"bootstrap.servers": app.bootstrap, "group.id": "bench", "auto.offset.reset": "earliest",
@@ -199,12 +247,19 @@ def main() -> None:
         print(f"records={n} value_size={args.value_size} errors={errors} partitions={args.partitions} "
               f"producers={args.producers} batch.size={args.batch_size} linger.ms={args.linger_ms}")
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
-        print(f"produce: {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, "
-              f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms; "
+        latency = (f"latency p50={statistics.median(lat) * 1000:.1f} ms p99={lat[int(len(lat) * 0.99) - 1] * 1000:.1f} ms"
+                   if lat else "latency n/a (kcat)")
+        print(f"produce ({args.client}): {mb / produce_s:.1f} MB/s, {n / produce_s:,.0f} records/s, {latency}; "
               f"broker CPU {produce_cpu / mb * 1000:.2f} ms per MB, producers' CPU {producers_cpu / mb * 1000:.2f} ms per MB "
               f"(both together: {(produce_cpu + producers_cpu) / produce_s:.2f} of {os.cpu_count()} cores)")
         print(f"consume: {got * args.value_size / 1e6 / consume_s:.1f} MB/s, {got / consume_s:,.0f} records/s")
         print(f"disk sequential write+fsync (1 MiB chunks): {disk:.1f} MB/s; produce/disk ratio = {mb / produce_s / disk:.2f}")
+        # What this machine can show at all: the producers' own CPU per MB bounds the rate on
+        # these cores even if the broker cost nothing.
+        ceiling = os.cpu_count() / (producers_cpu / mb)
+        print(f"ceiling set by the clients alone: {os.cpu_count()} cores / {producers_cpu / mb * 1000:.2f} ms per MB "
+              f"= {ceiling:.0f} MB/s = {ceiling / disk:.2f} of the disk; with the broker's CPU as well: "
+              f"{os.cpu_count() / ((producers_cpu + produce_cpu) / mb):.0f} MB/s")
         cpu0 = _cpu_seconds(app.proc.pid)
         raw, raw_mb = raw_pipelined_produce_mbps(app.bootstrap, args.value_size)
         raw_cpu = _cpu_seconds(app.proc.pid) - cpu0
