@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from kafka_produce_consume import disk_write_fsync_mbps  # noqa: E402  (bench/ is the script's folder)
 
 from tests.harness import ApplianceProcess  # noqa: E402
 from tests.uplink.helpers import plant_config, watermarks  # noqa: E402
@@ -297,6 +298,7 @@ def main() -> None:
     if args.mode == "mqtt":
         return mqtt_main(args)
     work = Path(tempfile.mkdtemp(prefix="millstream-bench-uplink-"))
+    disk = disk_write_fsync_mbps(work)  # what this disk takes, durably, for the bound printed at the end
     cloud = ApplianceProcess(work / "cloud", role="cloud").start()
     extra = {k: v for k, v in (("max_request_bytes", args.max_request_bytes), ("merge_bytes", args.merge_bytes))
              if v is not None}
@@ -372,6 +374,13 @@ def main() -> None:
               f"({preqs / mb:.1f}/MB, {mb / max(preqs, 1) * 1000:.0f} kB each), cloud Kafka requests {reqs}, "
               f"uplink checkpoints {up['checkpoints'] - up0['checkpoints']}, merged batches "
               f"{up['merged_batches'] - up0['merged_batches']}")
+        # What 5x would take here: plant and cloud share these cores and this disk, and the cloud
+        # writes every byte twice (its WAL, then its local-directory object store).
+        need = 5 * ingest
+        cores = need * (cpu[0] + cpu[1]) / mb
+        print(f"5x this ingest = {need:.0f} MB/s of catch-up: at the CPU per MB above {cores:.1f} of "
+              f"{os.cpu_count()} cores, and {2 * need:.0f} MB/s of fsync'd cloud writes against this disk's "
+              f"{disk:.0f} MB/s (sequential 1 MiB write + fsync)")
         check_exactly_once(cloud, CLOUD_TOPIC, args.partitions, base, args.latency_count + int(args.latency_rate) + n)
         print(f"load average: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     finally:
