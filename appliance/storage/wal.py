@@ -84,13 +84,13 @@ RETRY_DELAY = 0.1  # seconds the flusher pauses after a failed write
 # each on a small VM, as much as the fsync, and the loop has little else to do meanwhile. At
 # high rates the thread lets the loop go on decoding while the disk works (and commits grow to
 # carry everything that arrived during the fsync), so above `inline_sync_rate` records/s, for
-# commits over INLINE_MAX_BYTES and for segment rolls the thread does it. An inline commit that
-# took longer than INLINE_SLOW_SECONDS (a stalling or failing disk; a healthy one's p99 here is
-# 1-3 ms) sends commits to the thread for INLINE_PAUSE_SECONDS, so a bad disk cannot keep
-# stalling the event loop.
+# commits over INLINE_MAX_BYTES and for segment rolls the thread does it; and so it does while
+# a commit's write + fsync takes INLINE_MAX_COMMIT_SECONDS or more on average (a slow or stalling
+# disk, where the hand-offs are small beside the fsync and an inline one would stall the loop).
+# The average follows every commit, inline or not, so it recovers when the disk does.
 INLINE_MAX_BYTES = 64 << 10
-INLINE_SLOW_SECONDS = 0.010
-INLINE_PAUSE_SECONDS = 1.0
+INLINE_MAX_COMMIT_SECONDS = 0.002
+COMMIT_TIME_WEIGHT = 0.1
 RATE_WINDOW_SECONDS = 0.1
 QUEUE_LIMIT_BYTES = 64 << 20  # queued (not yet written) bytes beyond which appends are refused
 
@@ -266,12 +266,11 @@ class WalLogStore:
         self._settings = settings
         self._fsync = settings.fsync
         self._inline_rate = settings.inline_sync_rate
-        self._inline_paused_until = 0.0
+        self._commit_seconds = 0.0  # moving average of a commit's write + fsync time
         self._monotonic = monotonic
         self._rate_since = 0.0  # records appended since then (the arrival rate, per window)
         self._rate_records = 0
         self._recent_rate = 0.0
-        self.inline_commits = 0  # commits written and fsync'd on the trio thread (metrics)
         self._segment_size = settings.wal_segment_size
         self._budget = settings.wal_budget
         self._cache_limit = settings.log_cache_size
@@ -850,8 +849,9 @@ class WalLogStore:
         fd = self._wfd
         do_fsync = self._fsync
         active_path = active.path
+        monotonic = self._monotonic
 
-        def write() -> tuple[int, _Segment | None, list[int], int]:
+        def write() -> tuple[int, _Segment | None, list[int], int, float]:
             # A new segment gets its checkpoint and the group in the same write and fsync.
             new_fd, new_seg = self._create_segment_sync() if roll else (fd, None)
             parts: list[bytes] = [checkpoint] if roll else []
@@ -866,6 +866,7 @@ class WalLogStore:
                 positions.append(pos)
                 pos += len(payload)
             try:
+                began = monotonic()
                 written = pwritev_all(new_fd, parts, start)  # one gather write: no joined copy
                 if do_fsync:
                     os.fsync(new_fd)
@@ -880,37 +881,31 @@ class WalLogStore:
                     except OSError:
                         pass
                 raise
-            return new_fd, new_seg, positions, written
+            return new_fd, new_seg, positions, written, monotonic() - began
 
         flush = _Flush(groups, items, roll)
         self._inflight = flush
         if do_fsync and not self._inline_ok(items, nbytes, roll):
             self._ensure_writer().submit(write, flush.complete(self))
         else:
-            began = self._monotonic() if do_fsync else 0.0
             try:
                 result, error = write(), None
             except Exception as e:
                 result, error = None, e
-            if do_fsync:
-                self.inline_commits += 1
-                now = self._monotonic()
-                if error is not None or now - began > INLINE_SLOW_SECONDS:
-                    self._inline_paused_until = now + INLINE_PAUSE_SECONDS
             self._finish(flush, result, error)
         return flush
 
     def _inline_ok(self, items: list[Any], nbytes: int, roll: bool) -> bool:
         """Whether this commit is written and fsync'd right here on the trio thread: a small one
         while records arrive slowly, no segment roll (file creation and a directory fsync), no
-        recent failure or slow commit. Also keeps the arrival rate (records/s, per window)."""
+        recent failure, a disk answering fast. Also keeps the arrival rate (records/s, per window)."""
         now = self._monotonic()
         self._rate_records += sum(item[3] - item[2] + 1 for item in items if item[0] == fmt.REC_BATCH)
         if now - self._rate_since >= RATE_WINDOW_SECONDS:
             self._recent_rate = self._rate_records / (now - self._rate_since)
             self._rate_since, self._rate_records = now, 0
         return (self._recent_rate < self._inline_rate and nbytes <= INLINE_MAX_BYTES and not roll
-                and self.last_error is None and now >= self._inline_paused_until)
+                and self.last_error is None and self._commit_seconds < INLINE_MAX_COMMIT_SECONDS)
 
     def _finish(self, flush: _Flush, result: Any, error: BaseException | None) -> None:
         """On the trio thread (a `run_sync_soon` callback), once the write of `flush` returned:
@@ -922,7 +917,8 @@ class WalLogStore:
             if self._closed:  # abandoned while the write was in flight (a simulated crash)
                 error = error or StorageError("storage is closed")
             if error is None:
-                new_fd, new_seg, positions, written = result
+                new_fd, new_seg, positions, written, took = result
+                self._commit_seconds += COMMIT_TIME_WEIGHT * (took - self._commit_seconds)
                 self._publish(flush.groups, flush.items, new_fd, new_seg, positions, written, flush.roll)
                 if self.last_error is not None and flush.items:  # writes work again: the error is history
                     log.info("wal_write_recovered", error=self.last_error)
