@@ -591,3 +591,20 @@ async def test_commits_go_to_the_writer_thread_while_records_arrive_fast(tmp_pat
         await logs.append(sid, batch(1), now_ms=NOW).durable()  # (closes the window)
         await logs.append(sid, batch(1), now_ms=NOW).durable()
         assert synced[-1] == me
+
+
+@pytest.mark.parametrize("cache", [256 << 20, 0], ids=["from the log cache", "from the segment files"])
+async def test_read_range_returns_whole_batches_below_the_end_and_the_next_offset(tmp_path, cache):
+    # The object tier's upload read: batches at 0, 3, 6, 9 (3 records each).
+    async with running(tmp_path, log_cache_size=cache) as st:
+        logs = st.logs
+        sid = await logs.create_stream("t-0")
+        for _ in range(4):
+            await logs.append(sid, batch(3), now_ms=NOW).durable()
+        got, nxt = await logs.read_range(sid, 4, 9, 1 << 20)  # from inside the batch at 3
+        assert [read_header(b).base_offset for b in got] == [3, 6] and nxt == 9
+        got, nxt = await logs.read_range(sid, 0, 12, 1)  # a tiny budget still gives one batch
+        assert [read_header(b).base_offset for b in got] == [0] and nxt == 3
+        assert (await logs.read_range(sid, 12, 12, 1 << 20)) == ([], 12)  # nothing past the end
+        with pytest.raises(OffsetOutOfRangeError):
+            await logs.read_range(sid, 13, 20, 1 << 20)
