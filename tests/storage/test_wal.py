@@ -486,7 +486,8 @@ async def test_when_write_done_hands_over_appends_for_the_next_write(tmp_path, m
     monkeypatch.setattr(os, "fsync", real)
 
 
-async def test_small_commits_are_fsynced_inline_and_big_ones_by_the_writer_thread(tmp_path, monkeypatch):
+def fsync_threads(monkeypatch) -> list[str]:
+    """From now on, the name of the thread that runs each fsync, in order."""
     synced: list[str] = []
     real = os.fsync
 
@@ -495,11 +496,15 @@ async def test_small_commits_are_fsynced_inline_and_big_ones_by_the_writer_threa
         real(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+async def test_small_commits_are_fsynced_inline_and_big_ones_by_the_writer_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(wal_module, "INLINE_MAX_COMMIT_SECONDS", 60.0)  # whatever this disk's speed
     async with running(tmp_path) as st:
         logs = st.logs
         sid = await logs.create_stream("t-0")
-        synced.clear()
+        synced = fsync_threads(monkeypatch)
         r = await logs.append(sid, batch(3), now_ms=NOW).durable()
         assert r.base_offset == 0 and logs.offsets(sid).high_watermark == 3
         assert synced == [threading.current_thread().name]  # the trio thread itself
@@ -567,19 +572,12 @@ async def test_a_failing_inline_fsync_fails_its_appends_and_the_next_write_succe
 
 async def test_commits_go_to_the_writer_thread_while_records_arrive_fast(tmp_path, monkeypatch):
     # Above `inline_sync_rate` the loop should go on decoding while the disk works.
-    synced: list[str] = []
-    real = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(threading.current_thread().name)
-        real(fd)
-
     monkeypatch.setattr(wal_module, "INLINE_MAX_COMMIT_SECONDS", 60.0)  # whatever this disk's speed
     me = threading.current_thread().name
     async with running(tmp_path, inline_sync_rate=1000) as st:
         logs = st.logs
         sid = await logs.create_stream("t-0")
-        monkeypatch.setattr(os, "fsync", recording_fsync)
+        synced = fsync_threads(monkeypatch)
         await logs.append(sid, batch(1), now_ms=NOW).durable()
         assert synced == [me]  # slow arrivals: inline
         with trio.fail_after(30):
