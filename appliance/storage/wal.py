@@ -8,7 +8,9 @@ works. The write's completion comes back as a `run_sync_soon` callback that inde
 puts them in the log cache, advances each stream's high watermark, resolves the groups and hands
 whatever queued meanwhile to the thread at once; the flusher task (`run_flusher`, started by
 `LocalStorage.run`) only wakes to start a write when an append finds the writer idle. At most one
-write is in flight. Readers only ever see the durable index, so nothing is visible before its
+write is in flight. At low rates a small commit is written and fsync'd on the trio thread itself
+instead (`inline_sync_rate`, see INLINE_MAX_BYTES below): the thread's two hand-offs cost as much
+as the fsync there. Readers only ever see the durable index, so nothing is visible before its
 fsync. `close()` writes everything queued, then stops and joins the thread.
 
 Failure (write or fsync raises, e.g. EIO or ENOSPC): every queued append (the failed groups and
