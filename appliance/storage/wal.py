@@ -683,39 +683,19 @@ class WalLogStore:
     async def read(self, stream_id: int, offset: int, max_bytes: int) -> ReadResult:
         s = self._stream(stream_id)
         hw, log_start = s.hw, s.log_start
-        if offset < log_start or offset > hw:
-            raise OffsetOutOfRangeError(offset, log_start, hw)
-        bases = s.bases
-        n = len(bases)
-        i = bisect_right(bases, offset) - 1
-        if i < 0:
-            i = 0
-        elif s.lasts[i] < offset:
-            i += 1
-        out: list[Any] = []
-        missing: list[tuple[int, int, int, int, int]] = []
-        total = 0
-        sizes, cache = s.sizes, s.cache
-        while i < n:
-            size = sizes[i]
-            if out and total + size > max_bytes:
-                break
-            base = bases[i]
-            data = cache.get(base)
-            if data is None:
-                missing.append((len(out), s.segs[i], s.poss[i], size, base))
-            out.append(data)
-            total += size
-            i += 1
-        if missing:
-            await self._read_files(s, missing, out)
-        return ReadResult(out, hw, log_start)
+        batches, _next = await self._read_indexed(s, offset, hw, max_bytes)
+        return ReadResult(batches, hw, log_start)
 
     async def read_range(self, stream_id: int, offset: int, end: int, max_bytes: int) -> tuple[list[Any], int]:
         """(batches, next offset): the batch holding `offset` and those after it that start below
         `end`, about `max_bytes` at most (at least one). For the object tier's uploads: the index
         gives each batch's bounds, so tens of thousands of small batches cost no header parsing."""
-        s = self._stream(stream_id)
+        return await self._read_indexed(self._stream(stream_id), offset, end, max_bytes)
+
+    async def _read_indexed(self, s: _Stream, offset: int, end: int, max_bytes: int) -> tuple[list[Any], int]:
+        """The batches of `s` from the one holding `offset` up to those starting at `end`, about
+        `max_bytes` at most (at least one), from the log cache or else the segment files, and the
+        offset after the last one."""
         if offset < s.log_start or offset > s.hw:
             raise OffsetOutOfRangeError(offset, s.log_start, s.hw)
         bases, lasts, sizes, cache = s.bases, s.lasts, s.sizes, s.cache
@@ -1048,13 +1028,7 @@ class WalLogStore:
                     s.drop_index_before(base)
                     s.producers.evict_before(base)
                     collect = True
-        streams = self._streams
-        while cache_bytes > cache_limit and fifo:
-            sid, base, size = fifo.popleft()
-            cached = streams.get(sid)
-            if cached is not None and cached.cache.pop(base, None) is not None:
-                cache_bytes -= size
-        self._cache_bytes = cache_bytes
+        self._cache_bytes = self._evict(fifo, cache_bytes)
         self.durable_appends += batches
         self.durable_bytes += written
         for g in groups:
@@ -1072,13 +1046,19 @@ class WalLogStore:
         streams = self._streams
         fifo = deque(e for e in self._cache_fifo
                      if (s := streams.get(e[0])) is not None and not s.deleted and e[1] in s.cache)
-        cache_bytes = sum(e[2] for e in fifo)
+        self._cache_fifo = fifo
+        self._cache_bytes = self._evict(fifo, sum(e[2] for e in fifo))
+
+    def _evict(self, fifo: deque[tuple[int, int, int]], cache_bytes: int) -> int:
+        """Drop the oldest cached batches until `cache_bytes` is within the cache limit; returns
+        what is left cached. A deleted stream's entries are skipped (its cache went with it)."""
+        streams = self._streams
         while cache_bytes > self._cache_limit and fifo:
             sid, base, size = fifo.popleft()
-            if streams[sid].cache.pop(base, None) is not None:
+            cached = streams.get(sid)
+            if cached is not None and cached.cache.pop(base, None) is not None:
                 cache_bytes -= size
-        self._cache_fifo = fifo
-        self._cache_bytes = cache_bytes
+        return cache_bytes
 
     def _fail(self, groups: list[_Group], exc: BaseException) -> None:
         full = getattr(exc, "errno", None) in _FULL_ERRNOS
