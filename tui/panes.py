@@ -30,15 +30,20 @@ MAX_WARNING_LINES = 3  # the Overview's warnings box; the rest are counted on it
 
 def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -> None:
     """Show `rows` (key, cells): update cells in place when the keys are unchanged, so the cursor
-    and scroll position stay put; otherwise rebuild and keep the cursor on the same key."""
+    and scroll position stay put; otherwise rebuild and keep the cursor on the same key. A cell that
+    grows in place widens its column (a peer filled in later stayed cut to "127." otherwise)."""
     keys = [k for k, _ in rows]
     current = [rk.value for rk in table.rows]
     columns = list(table.columns)
     if keys == current:
+        changed = False
         for key, cells in rows:
             for col, value in zip(columns, cells, strict=True):
                 if table.get_cell(key, col) != value:
-                    table.update_cell(key, col, value)
+                    table.update_cell(key, col, value, update_width=True)
+                    changed = True
+        if changed:
+            nudge(table)  # widths are measured on the idle pass, as for new rows
         return
     selected = selected_key(table)
     table.clear()

@@ -38,14 +38,15 @@ class Tmux:
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "console")
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, *texts: str, timeout: float = 20.0) -> str:
+        """The screen once it shows all of `texts`: a capture can catch a frame half drawn."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             screen = self.screen()
-            if text in screen:
+            if all(text in screen for text in texts):
                 return screen
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} not on the screen:\n{self.screen()}")
+        raise AssertionError(f"{texts!r} not all on the screen:\n{self.screen()}")
 
     def kill(self) -> None:
         self("kill-server")
@@ -60,8 +61,8 @@ def test_run_tui_in_tmux_starts_shows_the_overview_and_q_stops_it(tmp_path):
     try:
         tmux("new-session", "-d", "-s", "console", "-x", "80", "-y", "24", "sh", "-c", script)
         screen = tmux.wait_for("1 Overview")
-        screen = tmux.wait_for("plant node 1")  # the console reached the in-process admin API
-        assert "kafka 127.0.0.1:" in screen and "storage OK" in screen
+        # the console reached the in-process admin API
+        tmux.wait_for("plant node 1", "kafka 127.0.0.1:", "storage OK")
         assert tmux("display-message", "-p", "-t", "console", "#{alternate_on}").strip() == "1"
         tmux("send-keys", "-t", "console", "q")
         deadline = time.monotonic() + 20
