@@ -23,6 +23,7 @@ from appliance.kafka.records import build_batch, read_header, validate_batch, wi
 from appliance.storage import wal as wal_module
 from appliance.storage.local import open_local_storage
 from appliance.storage.ports import LogStore, MetaStore, PendingAppend
+from appliance.storage.segments import list_segments
 
 from .conftest import NOW, batch, running, settings
 
@@ -215,6 +216,10 @@ async def test_delete_stream_reclaims_segments_and_ids_are_not_reused(tmp_path):
             logs.append(gone, batch(), now_ms=NOW)
         await logs.append(keep, batch(), now_ms=NOW).durable()
         assert st.status().wal_bytes < full / 2
+        # the files themselves go on a worker thread, soon after
+        with trio.fail_after(10):
+            while len(list_segments(tmp_path / "wal")) != st.status().wal_segments:
+                await trio.sleep(0.01)
     async with running(tmp_path) as st:
         assert set(st.logs.streams()) == {keep}
         assert await st.logs.create_stream("new-0") > gone
