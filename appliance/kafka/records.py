@@ -43,6 +43,7 @@ NO_SEQUENCE = -1
 
 _BASE_OFFSET = struct.Struct(">q")
 _MAX_TS = struct.Struct(">q")
+MAX_TS_AT = 35
 _CRC = struct.Struct(">I")
 _ATTRS = struct.Struct(">h")
 
@@ -172,6 +173,11 @@ def with_base_offset(batch: bytes | memoryview, base_offset: int) -> bytes:
     return _BASE_OFFSET.pack(base_offset) + memoryview(batch)[8:]  # bytes + view: one copy
 
 
+def max_timestamp(batch: bytes | memoryview) -> int:
+    """The batch header's maxTimestamp, without unpacking the rest of it."""
+    return _MAX_TS.unpack_from(batch, MAX_TS_AT)[0]
+
+
 def set_base_offset(batch: bytearray, base_offset: int) -> None:
     _BASE_OFFSET.pack_into(batch, 0, base_offset)
 
@@ -180,7 +186,7 @@ def stamp_log_append_time(batch: bytearray, now_ms: int) -> None:
     """Switch the batch to LogAppendTime with maxTimestamp=now, recomputing the CRC."""
     (attrs,) = _ATTRS.unpack_from(batch, 21)
     _ATTRS.pack_into(batch, 21, attrs | TIMESTAMP_TYPE_BIT)
-    _MAX_TS.pack_into(batch, 35, now_ms)
+    _MAX_TS.pack_into(batch, MAX_TS_AT, now_ms)
     _CRC.pack_into(batch, 17, crc32c(memoryview(batch)[CRC_START:]))
 
 
@@ -400,6 +406,7 @@ __all__ = [
     "rebuild_batch",
     "record_spans",
     "renumber_offsets",
+    "max_timestamp",
     "set_base_offset",
     "split_batches",
     "stamp_log_append_time",

@@ -32,7 +32,7 @@ class Body:
 
     def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
         self.parts = list(parts)
-        self.size = sum(len(p) for p in self.parts)
+        self.size = sum(map(len, self.parts))
 
     def __len__(self) -> int:
         return self.size

@@ -6,8 +6,12 @@ import pytest
 import trio
 
 from appliance.errors import StorageError, StorageFullError
+from appliance.kafka.records import with_base_offset
+from appliance.storage import stream_object as so
 from appliance.storage.manifest import FencedError, ManifestStore, manifest_key
 from appliance.storage.objects import FaultyObjectStore, MemoryObjectStore
+from appliance.storage.tier import encode_object
+from tests.storage.conftest import batch
 from tests.storage.objects.helpers import produce, read_all, running_tier, values
 
 
@@ -296,3 +300,26 @@ async def test_fencing_probe_ignores_this_nodes_own_commit_in_flight():
     ours.seq = in_flight.seq  # the commit's reply arrives; the rival's claim is next
     with pytest.raises(FencedError, match="took over"):
         await ours.check_fenced()
+
+
+async def test_an_object_is_encoded_a_block_at_a_time_letting_other_tasks_run():
+    streams = [(sid, [with_base_offset(batch(2, value=b"%d" % i), first + 2 * i) for i in range(300)])
+               for sid, first in ((7, 0), (9, 5000))]
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker)
+        await trio.lowlevel.checkpoint()
+        before = ticks
+        body, index = await encode_object(streams, block_size=2000)
+        during = ticks - before
+        nursery.cancel_scope.cancel()
+    data, expected = so.encode_object(streams, block_size=2000)
+    assert bytes(body) == data and index == expected  # the same object as the one-go encoder
+    assert len(index) > 10 and during >= len(index)  # the ticker ran between blocks
