@@ -257,7 +257,9 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
     consumer.start()
     ready.wait(20)
     time.sleep(0.5)
-    acks = threading.Thread(target=lambda: _drain(sock, total, seconds + 15))
+    sent_at = [0.0] * 65536  # by packet id: when that publish went out
+    puback: list[float] = []
+    acks = threading.Thread(target=lambda: _time_pubacks(sock, total, seconds + 15, sent_at, puback))
     acks.start()
     filler = b"x" * (PAYLOAD - 8)
     # The load generator's own garbage collections (a full one took 12-38 ms in this process
@@ -268,6 +270,7 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
         target = t0 + i / rate
         while (d := target - time.perf_counter()) > 0:
             time.sleep(min(d, 0.0005))
+        sent_at[i % 65535 + 1] = time.perf_counter()
         sock.sendall(publish_packet(b"e2e/m", struct.pack(">d", time.time()) + filler, 1, i % 65535 + 1))
     gc.enable()
     acks.join(seconds + 20)
@@ -281,7 +284,9 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
     sock.close()
     if not lat:
         return {"received": 0}
+    puback.sort()
     return {"received": len(lat), "sent": total, "p50_ms": lat[len(lat) // 2] * 1000,
+            "puback_ms": [puback[int(len(puback) * q)] * 1000 for q in (0.5, 0.99)] if puback else [],
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "max_ms": lat[-1] * 1000, "windows_p99_ms": windows,
             "publisher_us": publisher_cpu / total * 1e6, "consumer_us": consumer_cpu / total * 1e6}
 
@@ -322,14 +327,23 @@ def _window_p99s(samples: list[tuple[float, float]], width: float) -> list[float
     return [sorted(b)[int(len(b) * 0.99)] * 1000 for _, b in sorted(buckets.items()) if len(b) >= 100]
 
 
-def _drain(sock: socket.socket, expected: int, timeout: float) -> None:
+def _time_pubacks(sock: socket.socket, expected: int, timeout: float, sent_at: list[float],
+                  out: list[float]) -> None:
+    """Each PUBACK's delay after its publish (4-byte packets, packet id in the last two): says
+    whether a slow delivery was slow to become durable or slow on the consumer's side."""
     sock.settimeout(timeout)
+    pending = b""
     got = 0
-    while got < expected * 4:
+    while got < expected:
         data = sock.recv(65536)
         if not data:
             return
-        got += len(data)
+        now = time.perf_counter()
+        pending += data
+        whole = len(pending) // 4 * 4
+        out.extend(now - sent_at[int.from_bytes(pending[k + 2 : k + 4], "big")] for k in range(0, whole, 4))
+        got += whole // 4
+        pending = pending[whole:]
 
 
 def main() -> None:
@@ -405,6 +419,8 @@ def main() -> None:
                   f"{cpu / max(fsyncs, 1) * 1e6:.0f} us CPU per fsync)"
                   + (f"; on the same cores: publisher {e2e['publisher_us']:.0f} us/msg, consumer process "
                      f"{e2e['consumer_us']:.0f} us/msg" if e2e.get("received") else ""))
+            if e2e.get("puback_ms"):
+                print("  PUBACK after publish p50 {:.1f} ms, p99 {:.1f} ms (durable in the WAL)".format(*e2e["puback_ms"]))
             if e2e.get("windows_p99_ms"):
                 print("  p99 per 10 s of the run: " + ", ".join(f"{x:.1f}" for x in e2e["windows_p99_ms"]) + " ms")
             if args.disk_probe_seconds:
