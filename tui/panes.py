@@ -6,11 +6,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets.data_table import Column
 
 from appliance.admin.models import (
     Alert,
@@ -30,19 +32,20 @@ MAX_WARNING_LINES = 3  # the Overview's warnings box; the rest are counted on it
 
 def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -> None:
     """Show `rows` (key, cells): update cells in place when the keys are unchanged, so the cursor
-    and scroll position stay put; otherwise rebuild and keep the cursor on the same key. A cell that
-    grows in place widens its column (a peer filled in later stayed cut to "127." otherwise)."""
+    and scroll position stay put; otherwise rebuild and keep the cursor on the same key. A cell
+    wider than its column is measured again, so a column that came out too narrow (CI twice showed
+    whole tables at their headers' widths, "exist" for "existing") mends itself on the next poll."""
     keys = [k for k, _ in rows]
     current = [rk.value for rk in table.rows]
     columns = list(table.columns)
     if keys == current:
-        changed = False
+        remeasure = False
         for key, cells in rows:
             for col, value in zip(columns, cells, strict=True):
-                if table.get_cell(key, col) != value:
+                if table.get_cell(key, col) != value or _too_narrow(table.columns[col], value):
                     table.update_cell(key, col, value, update_width=True)
-                    changed = True
-        if changed:
+                    remeasure = True
+        if remeasure:
             nudge(table)  # widths are measured on the idle pass, as for new rows
         return
     selected = selected_key(table)
@@ -52,6 +55,11 @@ def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -
     if selected in keys:
         table.move_cursor(row=keys.index(selected))
     nudge(table)
+
+
+def _too_narrow(column: Column, value: object) -> bool:
+    width = value.cell_len if isinstance(value, Text) else cell_len(str(value))
+    return column.auto_width and width > column.content_width
 
 
 def nudge(table: DataTable) -> None:

@@ -35,3 +35,23 @@ def test_a_cell_that_grows_in_place_is_shown_whole():
             assert table.cursor_row == 1  # updated in place, not rebuilt
 
     asyncio.run(scenario())
+
+
+def test_a_column_left_too_narrow_mends_on_the_next_refresh():
+    async def scenario() -> None:
+        app = OneTable()
+        async with app.run_test(size=(60, 8)) as pilot:
+            table = app.query_one("#t", DataTable)
+            rows = [("a", ["existing", "127.0.0.1:50123"])]
+            sync_table(table, rows)
+            await pilot.pause()
+            for column in table.columns.values():  # as CI saw it: measured at the headers' widths
+                column.content_width = len(str(column.label))
+            table.refresh(layout=True)
+            await pilot.pause()
+            assert "existing" not in screen_text(app)
+            sync_table(table, rows)  # the next poll, nothing changed
+            await pilot.pause()
+            assert "existing" in screen_text(app) and "127.0.0.1:50123" in screen_text(app)
+
+    asyncio.run(scenario())
