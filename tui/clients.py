@@ -24,9 +24,7 @@ class ClientsPane(Vertical):
         mqtt = DataTable(id="mqtt-table", cursor_type="row", zebra_stripes=True)
         for label, key in (("MQTT client", "id"), ("state", "state"), ("ver", "ver"), ("peer", "peer"),
                            ("identity", "who"), ("queue", "queued"), ("infl", "inflight"), ("subscriptions", "subs")):
-            # "offline" is the widest state: a fixed width never shows a header-wide "onlin" while
-            # the table waits for its idle pass to size the columns to new rows.
-            mqtt.add_column(label, key=key, width=7 if key == "state" else None)
+            mqtt.add_column(label, key=key)  # sync_table sizes the columns
         mqtt.border_title = "MQTT sessions"
         yield mqtt
         kafka = DataTable(id="kafka-table", cursor_type="row", zebra_stripes=True)

@@ -12,7 +12,6 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Sparkline, Static
-from textual.widgets.data_table import Column
 
 from appliance.admin.models import (
     Alert,
@@ -32,24 +31,30 @@ MAX_WARNING_LINES = 3  # the Overview's warnings box; the rest are counted on it
 
 def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -> None:
     """Show `rows` (key, cells): update cells in place when the keys are unchanged, so the cursor
-    and scroll position stay put; otherwise rebuild and keep the cursor on the same key. A cell
-    wider than its column is measured again, so a column that came out too narrow (CI twice showed
-    whole tables at their headers' widths, "exist" for "existing") mends itself on the next poll."""
+    and scroll position stay put; otherwise rebuild and keep the cursor on the same key.
+
+    Column widths are set here, from the cells, never left to DataTable's own sizing (measured on
+    an idle pass): on CI that came out at the headers' widths now and then, and stayed so ("exist"
+    for "existing", "127." for a peer). A column only grows; growing rebuilds the table."""
     keys = [k for k, _ in rows]
     current = [rk.value for rk in table.rows]
-    columns = list(table.columns)
-    if keys == current:
-        remeasure = False
+    columns = table.ordered_columns
+    needed = [max([_cell_width(c.label), *(_cell_width(cells[i]) for _, cells in rows)]) for i, c in enumerate(columns)]
+    grow = any(n > c.width or c.auto_width for n, c in zip(needed, columns, strict=True))
+    if keys == current and not grow:
         for key, cells in rows:
-            for col, value in zip(columns, cells, strict=True):
-                if table.get_cell(key, col) != value or _too_narrow(table.columns[col], value):
-                    table.update_cell(key, col, value, update_width=True)
-                    remeasure = True
-        if remeasure:
-            nudge(table)  # widths are measured on the idle pass, as for new rows
+            for column, value in zip(columns, cells, strict=True):
+                if table.get_cell(key, column.key) != value:
+                    table.update_cell(key, column.key, value)
         return
     selected = selected_key(table)
-    table.clear()
+    if grow:
+        specs = [(c.label, c.key.value, max(n, 0 if c.auto_width else c.width)) for c, n in zip(columns, needed, strict=True)]
+        table.clear(columns=True)
+        for label, key, width in specs:
+            table.add_column(label, key=key, width=width)
+    else:
+        table.clear()
     for key, cells in rows:
         table.add_row(*cells, key=key)
     if selected in keys:
@@ -57,9 +62,8 @@ def sync_table(table: DataTable, rows: Sequence[tuple[str, Sequence[object]]]) -
     nudge(table)
 
 
-def _too_narrow(column: Column, value: object) -> bool:
-    width = value.cell_len if isinstance(value, Text) else cell_len(str(value))
-    return column.auto_width and width > column.content_width
+def _cell_width(value: object) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))
 
 
 def nudge(table: DataTable) -> None:
