@@ -322,4 +322,6 @@ async def test_an_object_is_encoded_a_block_at_a_time_letting_other_tasks_run():
         nursery.cancel_scope.cancel()
     data, expected = so.encode_object(streams, block_size=2000)
     assert bytes(body) == data and index == expected  # the same object as the one-go encoder
-    assert len(index) > 10 and during >= len(index)  # the ticker ran between blocks
+    # the ticker ran between every two blocks (trio orders a batch of runnable tasks at random,
+    # so whether it also ran after the last block varies)
+    assert len(index) > 10 and during >= len(index) - 1
