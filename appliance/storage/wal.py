@@ -293,7 +293,6 @@ class WalLogStore:
         self._rfds: dict[int, int] = {}
         self._fds_to_close: list[int] = []  # these two go once no read is in flight
         self._paths_to_delete: list[Path] = []  # of deleted segments
-        self._to_release: tuple[list[int], list[Path]] = ([], [])  # for the janitor: fds, files
         self._janitor_wakeup = trio.Event()
         self._janitor_running = False
         self._reads_in_flight = 0
@@ -548,30 +547,33 @@ class WalLogStore:
         self._close_deferred()
 
     def _close_deferred(self) -> None:
-        if self._reads_in_flight == 0 and (self._fds_to_close or self._paths_to_delete):
-            self._to_release[0].extend(self._fds_to_close)
-            self._to_release[1].extend(self._paths_to_delete)
-            self._fds_to_close.clear()
-            self._paths_to_delete.clear()
-        if self._to_release[0] or self._to_release[1]:
-            if self._janitor_running:
-                self._janitor_wakeup.set()
-            else:  # opening, closing, or a store run without its flusher (tests)
-                self._release_now()
+        if self._reads_in_flight or not (self._fds_to_close or self._paths_to_delete):
+            return
+        if self._janitor_running:
+            self._janitor_wakeup.set()
+        else:  # opening, closing, or a store run without its flusher (tests)
+            self._release_now()
+
+    def _take_releasable(self) -> tuple[list[int], list[Path]]:
+        """The deleted segments' fds and files, taken over; none while a read is in flight (it
+        may be using one of the fds)."""
+        if self._reads_in_flight:
+            return [], []
+        fds, paths = self._fds_to_close, self._paths_to_delete
+        self._fds_to_close, self._paths_to_delete = [], []
+        return fds, paths
 
     def _release_now(self) -> None:
-        fds, paths = self._to_release
-        self._to_release = ([], [])
-        _log_release_failures(_release_files(fds, paths))
+        _log_release_failures(_release_files(*self._take_releasable()))
 
     async def _run_janitor(self) -> None:
-        """Close and unlink what `_close_deferred` hands over, on a worker thread."""
+        """Close and unlink the deleted segments' files on a worker thread; `_close_deferred`
+        wakes it."""
         self._janitor_running = True
         try:
             while True:
-                fds, paths = self._to_release
+                fds, paths = self._take_releasable()
                 if fds or paths:
-                    self._to_release = ([], [])
                     with trio.CancelScope(shield=True):  # taken over: released whatever happens
                         failures = await trio.to_thread.run_sync(_release_files, fds, paths, True)
                     _log_release_failures(failures)
@@ -1214,7 +1216,6 @@ class WalLogStore:
         for fd in self._rfds.values():
             self._fds_to_close.append(fd)
         self._rfds.clear()
-        self._close_deferred()
         self._release_now()  # returns with the files closed, not left to the janitor
 
     def abandon(self) -> None:
@@ -1224,7 +1225,7 @@ class WalLogStore:
         if writer is not None:  # let a write in flight end before its file descriptor goes
             writer.stop()
             writer.join(10)
-        for fd in [self._wfd, *self._rfds.values(), *self._fds_to_close, *self._to_release[0]]:
+        for fd in [self._wfd, *self._rfds.values(), *self._fds_to_close]:
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -1233,7 +1234,6 @@ class WalLogStore:
         self._wfd = -1
         self._rfds.clear()
         self._fds_to_close.clear()
-        self._to_release = ([], self._to_release[1])
 
     @property
     def wal_bytes(self) -> int:
