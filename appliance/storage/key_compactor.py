@@ -170,9 +170,11 @@ class KeyCompactor:
                         yield b
 
     async def _upload(self, sid: int, batches: list[bytes]) -> tuple[str, Body, list[so.BlockEntry]]:
+        from appliance.storage.tier import encode_object  # tier imports this module
+
         tier = self.tier
         key = self._key(sid)
-        data, index = await trio.to_thread.run_sync(so.encode_object_body, [(sid, batches)])
+        data, index = await encode_object([(sid, batches)])
         tier._inflight.add(key)
         await tier._retry(f"upload {key}", lambda: tier.store.put(key, data))
         return key, data, index
