@@ -20,13 +20,13 @@ import argparse
 import gc
 import multiprocessing as mp
 import os
+import select
 import selectors
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -257,23 +257,29 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
     consumer.start()
     ready.wait(20)
     time.sleep(0.5)
-    sent_at = [0.0] * 65536  # by packet id: when that publish went out
-    puback: list[float] = []
-    acks = threading.Thread(target=lambda: _time_pubacks(sock, total, seconds + 15, sent_at, puback))
-    acks.start()
+    acks = _PubackTimer()
     filler = b"x" * (PAYLOAD - 8)
     # The load generator's own garbage collections (a full one took 12-38 ms in this process
     # and in the consumer's) were counted as the broker's latency; these loops make no cycles.
+    # PUBACKs are read by this same thread while it waits for each send's time: a reader thread
+    # needed the GIL back from this loop first, which delayed its timestamps by up to 5 ms.
     gc.disable()
+    machine0 = _machine_ticks()
     t0 = time.perf_counter()
     for i in range(total):
         target = t0 + i / rate
         while (d := target - time.perf_counter()) > 0:
-            time.sleep(min(d, 0.0005))
-        sent_at[i % 65535 + 1] = time.perf_counter()
+            if select.select([sock], [], [], d)[0]:
+                acks.read(sock)
+        acks.sent_at[i % 65535 + 1] = time.perf_counter()
         sock.sendall(publish_packet(b"e2e/m", struct.pack(">d", time.time()) + filler, 1, i % 65535 + 1))
+    machine = _machine_share(machine0, _machine_ticks())
+    deadline = time.perf_counter() + 15
+    while acks.got < total and time.perf_counter() < deadline:
+        if select.select([sock], [], [], 0.1)[0] and not acks.read(sock):
+            break
     gc.enable()
-    acks.join(seconds + 20)
+    puback = acks.delays
     publisher_cpu = cpu(resource.RUSAGE_SELF) - self0
     children0 = cpu(resource.RUSAGE_CHILDREN)
     got = q.get(timeout=seconds + 40)
@@ -288,7 +294,19 @@ def end_to_end(app: ApplianceProcess, rate: int, seconds: float) -> dict:
     return {"received": len(lat), "sent": total, "p50_ms": lat[len(lat) // 2] * 1000,
             "puback_ms": [puback[int(len(puback) * q)] * 1000 for q in (0.5, 0.99)] if puback else [],
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "max_ms": lat[-1] * 1000, "windows_p99_ms": windows,
-            "publisher_us": publisher_cpu / total * 1e6, "consumer_us": consumer_cpu / total * 1e6}
+            "publisher_us": publisher_cpu / total * 1e6, "consumer_us": consumer_cpu / total * 1e6, "machine": machine}
+
+
+def _machine_ticks() -> list[int]:
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def _machine_share(before: list[int], after: list[int]) -> tuple[float, float]:
+    """(busy, steal) as fractions of all CPUs' time between two /proc/stat readings: how much of
+    the machine the run had, and how much the hypervisor took away from it."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d[:8]) or 1  # user nice system idle iowait irq softirq steal
+    return (d[0] + d[1] + d[2] + d[5] + d[6]) / total, d[7] / total
 
 
 def disk_stalls(directory: Path, seconds: float) -> str:
@@ -327,23 +345,29 @@ def _window_p99s(samples: list[tuple[float, float]], width: float) -> list[float
     return [sorted(b)[int(len(b) * 0.99)] * 1000 for _, b in sorted(buckets.items()) if len(b) >= 100]
 
 
-def _time_pubacks(sock: socket.socket, expected: int, timeout: float, sent_at: list[float],
-                  out: list[float]) -> None:
+class _PubackTimer:
     """Each PUBACK's delay after its publish (4-byte packets, packet id in the last two): says
     whether a slow delivery was slow to become durable or slow on the consumer's side."""
-    sock.settimeout(timeout)
-    pending = b""
-    got = 0
-    while got < expected:
+
+    def __init__(self) -> None:
+        self.sent_at = [0.0] * 65536  # by packet id: when that publish went out
+        self.delays: list[float] = []
+        self.got = 0
+        self._pending = b""
+
+    def read(self, sock: socket.socket) -> bool:
+        """Take the PUBACKs that have arrived (the socket is readable); False at end of stream."""
         data = sock.recv(65536)
         if not data:
-            return
+            return False
         now = time.perf_counter()
-        pending += data
+        pending = self._pending + data
         whole = len(pending) // 4 * 4
-        out.extend(now - sent_at[int.from_bytes(pending[k + 2 : k + 4], "big")] for k in range(0, whole, 4))
-        got += whole // 4
-        pending = pending[whole:]
+        sent_at = self.sent_at
+        self.delays.extend(now - sent_at[int.from_bytes(pending[k + 2 : k + 4], "big")] for k in range(0, whole, 4))
+        self.got += whole // 4
+        self._pending = pending[whole:]
+        return True
 
 
 def main() -> None:
@@ -360,12 +384,15 @@ def main() -> None:
     ap.add_argument("--no-mosquitto", action="store_true", help="skip the Mosquitto comparison")
     ap.add_argument("--disk-probe-seconds", type=float, default=10,
                     help="after the end-to-end run, time plain small appends + fsync on the same disk (0: skip)")
+    ap.add_argument("--storage", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [storage] setting for the appliance, as TOML (e.g. fsync=false, to see what the "
+                         "disk costs); repeatable")
     ap.add_argument("--repeat", type=int, default=1,
                     help="alternating Millstream/Mosquitto runs per QoS; the median ratio's run is reported")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     work = Path(tempfile.mkdtemp(prefix="millstream-mqtt-bench-"))
-    (work / "site.toml").write_text(MAPPING)
+    (work / "site.toml").write_text(MAPPING + "".join(f"{line}\n" for line in ["[storage]", *args.storage] if args.storage))
     mport = free_port()
     (work / "mosquitto.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                                          "max_inflight_messages 0\nmax_queued_messages 0\n")
@@ -415,12 +442,17 @@ def main() -> None:
                      f"p99 {e2e['p99_ms']:.1f} ms, max {e2e['max_ms']:.1f} ms" if e2e.get("received")
                      else "nothing received")
                   + f"; millstream CPU {cpu / max(e2e.get('sent', 1), 1) * 1e6:.1f} us/msg (incl. the consumer's fetches)"
-                  + f", {fsyncs} fsyncs ({fsyncs / max(e2e.get('sent', 1), 1):.2f} per msg, "
-                  f"{cpu / max(fsyncs, 1) * 1e6:.0f} us CPU per fsync)"
+                  + (f", {fsyncs} fsyncs ({fsyncs / max(e2e.get('sent', 1), 1):.2f} per msg, "
+                     f"{cpu / fsyncs * 1e6:.0f} us CPU per fsync)" if fsyncs else ", no fsyncs (fsync is off)")
                   + (f"; on the same cores: publisher {e2e['publisher_us']:.0f} us/msg, consumer process "
                      f"{e2e['consumer_us']:.0f} us/msg" if e2e.get("received") else ""))
             if e2e.get("puback_ms"):
-                print("  PUBACK after publish p50 {:.1f} ms, p99 {:.1f} ms (durable in the WAL)".format(*e2e["puback_ms"]))
+                print("  PUBACK after publish p50 {:.1f} ms, p99 {:.1f} ms".format(*e2e["puback_ms"])
+                      + (" (durable in the WAL)" if fsyncs else " (NOT durable: fsync is off)"))
+            if e2e.get("machine"):
+                busy, steal = e2e["machine"]
+                print(f"  the machine while publishing: {busy:.0%} of its {os.cpu_count()} CPUs busy, "
+                      f"{steal:.1%} stolen by the hypervisor")
             if e2e.get("windows_p99_ms"):
                 print("  p99 per 10 s of the run: " + ", ".join(f"{x:.1f}" for x in e2e["windows_p99_ms"]) + " ms")
             if args.disk_probe_seconds:
