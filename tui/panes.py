@@ -67,10 +67,9 @@ def _cell_width(value: object) -> int:
 
 
 def nudge(table: DataTable) -> None:
-    """DataTable lays out new rows (its scrollable size, and the widths of columns it sizes
-    itself, as in the tail screen) in its idle handler, which runs only after the table processes
-    a message of its own; rows added with no message following (no cursor move, no focus change)
-    kept header-wide columns ("exist" for "existing"). A no-op callback is one."""
+    """DataTable lays out new rows (its scrollable size) in its idle handler, which runs only
+    after the table processes a message of its own; rows added with no message following (no
+    cursor move, no focus change) were not laid out. A no-op callback is one."""
     table.call_later(lambda: None)
 
 

@@ -22,7 +22,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Sta
 from appliance.admin.client import AdminAPIError
 from appliance.admin.models import TailRecord, TailResult, TopicInfo
 from tui.format import FORMATS, format_timestamp_ms, parse_replay, render_field
-from tui.panes import nudge, selected_key
+from tui.panes import selected_key, sync_table
 from tui.source import AdminSource
 
 FIRST_LOAD = 50  # records shown when the screen opens: the latest ones
@@ -115,7 +115,6 @@ class TopicScreen(Screen[None]):
         self.last = result
         if replace:
             self.records = []
-            self.query_one("#records-table", DataTable).clear()
         self.next_offset = result.next_offset
         self._append(result.records)
         self._show_summary()
@@ -134,31 +133,19 @@ class TopicScreen(Screen[None]):
                 _cell(render_field(r.value_bytes, self.fmt, mark=True), self._value_width())]
 
     def _append(self, new: list[TailRecord]) -> None:
-        table = self.query_one("#records-table", DataTable)
-        known = {rk.value for rk in table.rows}
-        for r in new:
-            key = str(r.offset)
-            if key in known:
-                continue
-            self.records.append(r)
-            table.add_row(*self._row(r), key=key)
-        while len(self.records) > MAX_ROWS:
-            old = self.records.pop(0)
-            table.remove_row(str(old.offset))
-        if new and self.follow and table.row_count:
-            table.move_cursor(row=table.row_count - 1)
-        nudge(table)
-        self._show_detail()
+        known = {r.offset for r in self.records}
+        self.records.extend(r for r in new if r.offset not in known)
+        del self.records[:-MAX_ROWS]
+        self._show_records(to_end=bool(new) and self.follow)
 
-    def _rerender(self) -> None:
+    def _show_records(self, *, to_end: bool = False) -> None:
+        """The table from `self.records`, through `sync_table` (which sets the column widths from
+        the cells: Textual's own sizing sometimes kept them at the headers' widths); the cursor
+        stays on its record, or goes to the newest one (`to_end`)."""
         table = self.query_one("#records-table", DataTable)
-        row = table.cursor_row
-        table.clear()
-        for r in self.records:
-            table.add_row(*self._row(r), key=str(r.offset))
-        if table.row_count:
-            table.move_cursor(row=min(row, table.row_count - 1))
-        nudge(table)
+        sync_table(table, [(str(r.offset), self._row(r)) for r in self.records])
+        if to_end and table.row_count:
+            table.move_cursor(row=table.row_count - 1)
         self._show_detail()
 
     def _show_summary(self) -> None:
@@ -204,7 +191,7 @@ class TopicScreen(Screen[None]):
 
     def action_cycle_format(self) -> None:
         self.fmt = FORMATS[(FORMATS.index(self.fmt) + 1) % len(FORMATS)]
-        self._rerender()
+        self._show_records()
         self._show_summary()
 
     def action_toggle_follow(self) -> None:

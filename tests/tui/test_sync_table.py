@@ -11,7 +11,10 @@ from textual.widgets import DataTable
 from textual.widgets import _data_table as data_table_module
 
 from tests.tui.screen import screen_text
+from tests.tui.test_snapshots import fixed_app, open_tail
+from tui.format import format_timestamp_ms, render_field
 from tui.panes import sync_table
+from tui.tail import TopicScreen
 
 
 class OneTable(App):
@@ -55,5 +58,27 @@ def test_columns_fit_their_cells_whatever_datatable_measures(monkeypatch):
             sync_table(table, [("a", ["existing", "127.0.0.1:50123"])])
             await pilot.pause()
             assert "127.0.0.1:50123" in screen_text(app)
+
+    asyncio.run(scenario())
+
+
+def test_the_topic_tail_shows_whole_cells_whatever_datatable_measures(monkeypatch):
+    # The tail screen's table goes through sync_table too: the same measure, clamped at 4 cells.
+    real = data_table_module.measure
+    monkeypatch.setattr(data_table_module, "measure", lambda *a, **k: min(real(*a, **k), 4))
+
+    async def scenario() -> None:
+        app = fixed_app()
+        async with app.run_test(size=(100, 30)) as pilot:
+            await open_tail(pilot)
+            screen = app.screen
+            assert isinstance(screen, TopicScreen) and screen.records
+            r = next(r for r in reversed(screen.records) if r.key_bytes and r.note is None)
+            key, value = render_field(r.key_bytes, "text"), render_field(r.value_bytes, "text")
+            assert 4 < len(key) <= 14 and len(value) > 20  # cells the clamped measure would cut
+            rows = [line for line in screen_text(app).splitlines() if f" {r.offset} " in line]
+            assert rows, f"no row shows offset {r.offset} whole:\n{screen_text(app)}"
+            row = rows[0]
+            assert key in row and value[:20] in row and format_timestamp_ms(r.timestamp)[11:] in row
 
     asyncio.run(scenario())
