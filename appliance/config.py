@@ -376,6 +376,9 @@ class UplinkSettings:
     cert_file: str | None = setting(None, parse_optional_str,
                                     "client certificate, PEM (mtls), e.g. from `millstream pki issue --zone uplink --id SITE`")
     key_file: str | None = setting(None, parse_optional_str, "client certificate's private key, PEM, unencrypted (mtls)")
+    crl_file: str | None = setting(None, parse_optional_str,
+                                   "PEM CRL of the cloud's CA (its `<pki>/crl.pem`): a revoked cloud certificate is "
+                                   "refused; re-read when the file changes (tls/mtls, needs ca_file)")
     server_name: str | None = setting(None, parse_optional_str,
                                       "name checked in the cloud's certificate (and sent as SNI) instead of each "
                                       "broker's host, e.g. when bootstrap is an IP address the certificate does not name")
@@ -391,10 +394,12 @@ class UplinkSettings:
                 raise ValueError("enabled = true needs at least one [[uplink.forward]] entry")
             if not self.site and any("{site}" in r.cloud for r in self.forward):
                 raise ValueError("a cloud topic template uses {site} but site is not set")
-        files = [k for k in ("ca_file", "cert_file", "key_file", "server_name") if getattr(self, k) is not None]
+        files = [k for k in ("ca_file", "cert_file", "key_file", "crl_file", "server_name") if getattr(self, k) is not None]
         if self.security == "plaintext" and files:
             raise ValueError(f"{', '.join(files)} set but security = \"plaintext\": "
                              "set security = \"tls\" or \"mtls\" (or remove them)")
+        if self.crl_file is not None and self.ca_file is None:
+            raise ValueError("crl_file needs ca_file: a CRL is checked against the CA that signed it")
         if self.security == "tls" and (self.cert_file or self.key_file):
             raise ValueError("cert_file/key_file set with security = \"tls\": a client certificate needs "
                              "security = \"mtls\"")

@@ -6,8 +6,10 @@
 Every connection (bootstrap and per-broker) is TCP, then a TLS handshake that verifies the cloud's
 certificate against `ca_file` (or the system's CAs) and, unless `check_hostname = false`, that it
 names the broker's host or `server_name`; with mtls it presents our client certificate (issued by
-the cloud's CA: `millstream pki issue --zone uplink --id SITE`). The context is rebuilt when a file
-changes on disk, so a renewed certificate applies to the next connection; a broken file keeps the
+the cloud's CA: `millstream pki issue --zone uplink --id SITE`). With `crl_file` (a copy of the
+cloud CA's `crl.pem`) a revoked cloud certificate is refused (reason `revoked`), as is every
+certificate once that CRL has expired (`crl_expired`). The context is rebuilt when a file changes
+on disk, so a renewed certificate or CRL applies to the next connection; a broken file keeps the
 previous context and is reported (last error) until it is fixed.
 
 Refusals are reported as TlsError with a short `reason` (security/tls.py's vocabulary) and a
@@ -52,7 +54,10 @@ _EXPLAIN = {
     "hostname_mismatch": "the cloud's certificate does not name the host we connect to (set uplink.server_name)",
     "expired": "the cloud's certificate has expired",
     "not_yet_valid": "the cloud's certificate is not valid yet (check the clocks)",
-    "revoked": "the cloud's certificate is revoked",
+    "revoked": "the cloud's certificate is revoked (uplink.crl_file)",
+    "crl_expired": "the CRL in uplink.crl_file has expired: copy a fresh one from the cloud's CA",
+    "crl_not_yet_valid": "the CRL in uplink.crl_file is not valid yet (check the clocks)",
+    "crl_invalid": "the CRL in uplink.crl_file is not signed by the cloud's CA",
     "not_tls": "the cloud's listener does not speak TLS",
     "peer_closed": "the cloud closed the connection during the TLS handshake (refused our certificate? see its handshake_refused log)",
     "protocol_version": "no TLS version in common with the cloud (TLS 1.2+ needed)",
@@ -90,6 +95,13 @@ class ClientCertInfo:
         return {"path": self.path, "identity": self.identity, "not_after": self.not_after, "expired": self.expired}
 
 
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    try:
+        return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    except TypeError:  # a key type CRLs cannot be signed with
+        return False
+
+
 def _read(source: str, key: str, path: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -105,7 +117,8 @@ class UplinkTls:
         self.settings = settings
         self.source = source
         self._clock = clock
-        self._files = [f for f in (settings.ca_file, settings.cert_file, settings.key_file) if f is not None]
+        self._files = [f for f in (settings.ca_file, settings.cert_file, settings.key_file, settings.crl_file)
+                       if f is not None]
         self._stamp = self._current_stamp()
         self._ctx = self._build()  # a bad file is a config error at start-up, naming key and file
         self.cert_info = self._cert_info()
@@ -129,7 +142,7 @@ class UplinkTls:
 
     def _build(self) -> ssl.SSLContext:
         s = self.settings
-        for key in ("ca_file", "cert_file", "key_file"):
+        for key in ("ca_file", "cert_file", "key_file", "crl_file"):
             path = getattr(s, key)
             if path is not None:
                 _read(self.source, key, path)  # names the key and file when one is missing or unreadable
@@ -138,8 +151,10 @@ class UplinkTls:
                 ssl.create_default_context(cafile=s.ca_file)
             except (ssl.SSLError, ValueError) as e:
                 raise ConfigError(self.source, "uplink.ca_file", f"{s.ca_file}: no usable CA certificate ({e})") from None
+        if s.crl_file is not None:
+            self._check_crl(s.crl_file, s.ca_file or "")
         try:
-            ctx = client_context(s.ca_file, check_hostname=s.check_hostname)
+            ctx = client_context(s.ca_file, crl_file=s.crl_file, check_hostname=s.check_hostname)
         except (ssl.SSLError, ValueError) as e:
             raise ConfigError(self.source, "uplink.ca_file", f"{s.ca_file}: {e}") from None
         if self.mutual:
@@ -154,6 +169,21 @@ class UplinkTls:
                            else f"not a usable unencrypted PEM private key ({e.reason or e})")
                 raise ConfigError(self.source, "uplink.key_file", f"{s.key_file}: {problem}") from None
         return ctx
+
+    def _check_crl(self, crl_file: str, ca_file: str) -> None:
+        """A CRL that is no PEM CRL, or not signed by a CA of `ca_file`, is a config error (every
+        handshake would fail); an expired one is logged here and refused by each handshake."""
+        try:
+            crl = x509.load_pem_x509_crl(_read(self.source, "crl_file", crl_file))
+        except ValueError:
+            raise ConfigError(self.source, "uplink.crl_file", f"{crl_file}: not a PEM CRL") from None
+        cas = x509.load_pem_x509_certificates(_read(self.source, "ca_file", ca_file))
+        if not any(ca.subject == crl.issuer and _signed_by(crl, ca) for ca in cas):
+            raise ConfigError(self.source, "uplink.crl_file",
+                              f"{crl_file}: not issued by a CA in uplink.ca_file ({ca_file})")
+        next_update = crl.next_update_utc
+        if next_update is not None and next_update <= self._clock():
+            log.warning("uplink_crl_expired", crl=crl_file, next_update=next_update.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def _cert_info(self) -> ClientCertInfo | None:
         if not self.mutual or self.settings.cert_file is None:
