@@ -13,7 +13,7 @@ import trio
 
 from appliance.config import load_settings
 from appliance.errors import ConfigError
-from appliance.security.pki import Pki
+from appliance.security.pki import IssuedCert, Pki
 from appliance.security.tls import ClientAuth, server_context
 from appliance.uplink.client.errors import TlsError
 from appliance.uplink.client.tls import UplinkTls
@@ -28,13 +28,14 @@ class CloudListener:
     """A TLS listener on loopback that serves whichever certificate it is given now."""
 
     def __init__(self) -> None:
-        self.cert: tuple[Path, Path] | None = None
+        self.cert: IssuedCert | None = None
         self.port = 0
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async def handle(tcp: trio.SocketStream) -> None:
             assert self.cert is not None
-            stream = trio.SSLStream(tcp, server_context(*self.cert, client_auth=ClientAuth.NONE), server_side=True)
+            ctx = server_context(self.cert.cert_path, self.cert.key_path, client_auth=ClientAuth.NONE)
+            stream = trio.SSLStream(tcp, ctx, server_side=True)
             try:
                 await stream.do_handshake()
                 await stream.receive_some(1)
@@ -48,6 +49,15 @@ class CloudListener:
         await trio.serve_listeners(handle, listeners, task_status=task_status)
 
 
+def server_cert(pki: Pki) -> IssuedCert:
+    return pki.issue("cloud", "broker", kind="server", ips=["127.0.0.1"])
+
+
+def checking_uplink(tmp_path: Path, pki: Pki) -> UplinkTls:
+    return UplinkTls(uplink_settings(tmp_path / "u.toml", security="tls", ca_file=str(pki.ca_cert_path),
+                                     crl_file=str(pki.crl_path)))
+
+
 async def handshake(tls: UplinkTls, port: int) -> None:
     stream = await tls.connect("127.0.0.1", port)
     await stream.aclose()
@@ -56,11 +66,9 @@ async def handshake(tls: UplinkTls, port: int) -> None:
 async def test_a_revoked_cloud_certificate_is_refused_once_the_crl_says_so(tmp_path):
     pki = Pki(tmp_path / "cloud")
     pki.init(site="cloud")
-    first = pki.issue("cloud", "broker", kind="server", ips=["127.0.0.1"])
     cloud = CloudListener()
-    cloud.cert = (first.cert_path, first.key_path)
-    tls = UplinkTls(uplink_settings(tmp_path / "u.toml", security="tls", ca_file=str(pki.ca_cert_path),
-                                    crl_file=str(pki.crl_path)))
+    cloud.cert = first = server_cert(pki)
+    tls = checking_uplink(tmp_path, pki)
     async with trio.open_nursery() as nursery:
         await nursery.start(cloud.run)
         await handshake(tls, cloud.port)  # valid and not revoked
@@ -69,11 +77,10 @@ async def test_a_revoked_cloud_certificate_is_refused_once_the_crl_says_so(tmp_p
             await handshake(tls, cloud.port)
         assert e.value.reason == "revoked" and "the cloud's certificate is revoked" in str(e.value)
         assert tls.reload_error is None
-        second = pki.issue("cloud", "broker", kind="server", ips=["127.0.0.1"])  # the cloud renews its certificate
-        cloud.cert = (second.cert_path, second.key_path)
+        cloud.cert = server_cert(pki)  # the cloud renews its certificate
         await handshake(tls, cloud.port)
         # Without crl_file the same revoked certificate would pass: the check is the CRL's doing.
-        cloud.cert = (first.cert_path, first.key_path)
+        cloud.cert = first
         await handshake(UplinkTls(uplink_settings(tmp_path / "n.toml", security="tls", ca_file=str(pki.ca_cert_path))),
                         cloud.port)
         nursery.cancel_scope.cancel()
@@ -85,11 +92,9 @@ async def test_an_expired_crl_refuses_every_handshake_and_says_what_to_do(tmp_pa
     pki.init(site="cloud")
     pki.refresh_crl(days=1)  # its nextUpdate was 9 days ago
     pki.clock = lambda: datetime.now(timezone.utc)
-    cert = pki.issue("cloud", "broker", kind="server", ips=["127.0.0.1"])
     cloud = CloudListener()
-    cloud.cert = (cert.cert_path, cert.key_path)
-    tls = UplinkTls(uplink_settings(tmp_path / "u.toml", security="tls", ca_file=str(pki.ca_cert_path),
-                                    crl_file=str(pki.crl_path)))
+    cloud.cert = server_cert(pki)
+    tls = checking_uplink(tmp_path, pki)
     async with trio.open_nursery() as nursery:
         await nursery.start(cloud.run)
         with pytest.raises(TlsError) as e:
