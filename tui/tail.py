@@ -134,7 +134,12 @@ class TopicScreen(Screen[None]):
 
     def _append(self, new: list[TailRecord]) -> None:
         known = {r.offset for r in self.records}
-        self.records.extend(r for r in new if r.offset not in known)
+        added = [r for r in new if r.offset not in known]
+        table = self.query_one("#records-table", DataTable)
+        if not added and table.row_count == len(self.records):
+            self._show_detail()  # an idle tick: nothing to render again
+            return
+        self.records.extend(added)
         del self.records[:-MAX_ROWS]
         self._show_records(to_end=bool(new) and self.follow)
 
