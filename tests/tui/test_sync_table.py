@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 from textual.widgets import _data_table as data_table_module
@@ -41,13 +42,16 @@ def test_a_cell_that_grows_in_place_is_shown_whole():
     asyncio.run(scenario())
 
 
-def test_columns_fit_their_cells_whatever_datatable_measures(monkeypatch):
-    # What CI showed now and then: DataTable's own sizing came out at the headers' widths and
-    # stayed so ("exist" for "existing", "127." for a peer). Made to happen here by a measure
-    # that never gives more than 4 cells.
+@pytest.fixture
+def measure_at_most_4(monkeypatch):
+    """What CI showed now and then: DataTable's own sizing came out at the headers' widths and
+    stayed so ("exist" for "existing", "127." for a peer). Made to happen by a measure that never
+    gives more than 4 cells."""
     real = data_table_module.measure
     monkeypatch.setattr(data_table_module, "measure", lambda *a, **k: min(real(*a, **k), 4))
 
+
+def test_columns_fit_their_cells_whatever_datatable_measures(measure_at_most_4):
     async def scenario() -> None:
         app = OneTable()
         async with app.run_test(size=(60, 8)) as pilot:
@@ -62,11 +66,8 @@ def test_columns_fit_their_cells_whatever_datatable_measures(monkeypatch):
     asyncio.run(scenario())
 
 
-def test_the_topic_tail_shows_whole_cells_whatever_datatable_measures(monkeypatch):
-    # The tail screen's table goes through sync_table too: the same measure, clamped at 4 cells.
-    real = data_table_module.measure
-    monkeypatch.setattr(data_table_module, "measure", lambda *a, **k: min(real(*a, **k), 4))
-
+def test_the_topic_tail_shows_whole_cells_whatever_datatable_measures(measure_at_most_4):
+    # The tail screen's table goes through sync_table too.
     async def scenario() -> None:
         app = fixed_app()
         async with app.run_test(size=(100, 30)) as pilot:
